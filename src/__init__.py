@@ -1,0 +1,1 @@
+"""genlab: config-driven experiments with generative models (GANs, VAEs) on Lightning + Hydra."""

@@ -1,0 +1,6 @@
+"""Callbacks (``conf/callbacks/``)."""
+
+from src.callbacks.divergence import DivergenceGuard
+from src.callbacks.samples import SampleGrid
+
+__all__ = ["DivergenceGuard", "SampleGrid"]

@@ -1,0 +1,63 @@
+"""DDP that relaunches its worker processes with the current Hydra job's own config.
+
+Lightning starts DDP workers by re-running the command line. Under a Hydra multirun that
+re-runs the whole sweep in every worker (Lightning issue #11300): workers then train other
+jobs' configs and write into other job directories. :class:`HydraDDPStrategy` starts each
+worker as a single run of *this* job: its overrides, its output directory, no ``.hydra``
+rewrite. The same command serves plain runs, sweeps and Optuna trials.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies.launchers import subprocess_script
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+
+def hydra_job_command(local_rank: int) -> tuple[list[str], str]:
+    """The command line that runs the current Hydra job (only) as DDP worker ``local_rank``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    import __main__
+
+    hydra_cfg = HydraConfig.get()
+    spec = getattr(__main__, "__spec__", None)
+    if spec is not None:
+        command = [sys.executable, "-m", spec.name]
+    else:
+        command = [sys.executable, os.path.abspath(sys.argv[0])]
+    command += ["--config-name", str(hydra_cfg.job.config_name)]
+    command += list(hydra_cfg.overrides.task)
+    command += [
+        f'hydra.run.dir="{hydra_cfg.runtime.output_dir}"',
+        f"hydra.job.name={hydra_cfg.job.name}_rank{local_rank}",
+        "hydra.output_subdir=null",
+        "hydra.mode=RUN",
+    ]
+    return command, get_original_cwd()
+
+
+class HydraJobLauncher(_SubprocessScriptLauncher):
+    """Lightning's subprocess launcher with :func:`hydra_job_command` as the worker command."""
+
+    def _call_children_scripts(self) -> None:
+        # Lightning builds the command with a module-level function; swap it for the call.
+        original = subprocess_script._hydra_subprocess_cmd
+        subprocess_script._hydra_subprocess_cmd = hydra_job_command
+        try:
+            super()._call_children_scripts()
+        finally:
+            subprocess_script._hydra_subprocess_cmd = original
+
+
+class HydraDDPStrategy(DDPStrategy):
+    """``DDPStrategy`` whose workers run the current Hydra job (see module docstring)."""
+
+    def _configure_launcher(self) -> None:
+        super()._configure_launcher()
+        if isinstance(self._launcher, _SubprocessScriptLauncher):
+            self._launcher = HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)

@@ -1,0 +1,146 @@
+"""What every generative model offers the rest of the framework.
+
+Data arrive as ``uint8`` images in ``[0, 255]`` (or float points); each model maps them to its
+own ``input_range`` on the device. Samples leave as images in ``[0, 1]`` (or points), whatever
+the model's internals. Callbacks, metrics and the exporter rely only on this surface:
+``sample``, ``sample_labels``, ``num_classes``, ``data_kind``, and ``reconstruct`` where defined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from src.utils.errors import UserError
+
+CONFIG_KEY = "genlab_run_config"
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class GenerativeModule(pl.LightningModule):
+    """Base LightningModule for VAEs and GANs.
+
+    Args:
+        image_size, channels: image geometry from the data config (``image_size=None`` means
+            point data of dimension ``point_dim``).
+        num_classes: classes in the data (0 = unlabelled).
+        conditional: generate given a class label; needs labelled data.
+        monitor, monitor_mode: the metric that selects ``best.ckpt`` (and the default sweep
+            objective); ``monitor=None`` keeps the last checkpoint as the best.
+        name: the model's config name, used in error messages.
+    """
+
+    input_range: tuple[float, float] = (-1.0, 1.0)
+
+    def __init__(
+        self,
+        *,
+        image_size: int | None,
+        channels: int | None,
+        num_classes: int,
+        conditional: bool,
+        monitor: str | None,
+        monitor_mode: Literal["min", "max"],
+        point_dim: int | None = None,
+        name: str,
+    ) -> None:
+        super().__init__()
+        self.model_name = name
+        self.data_kind: Literal["image", "points"] = "image" if image_size is not None else "points"
+        if self.data_kind == "image" and channels is None:
+            raise UserError(
+                f"model={name}: the data config gives image_size but no channels; set data.channels."
+            )
+        if self.data_kind == "points" and not point_dim:
+            raise UserError(
+                f"model={name}: the data has neither image_size nor point_dim; check the data config."
+            )
+        if conditional and not num_classes:
+            raise UserError(
+                f"model={name} is conditional and needs labelled data, but this data has no classes: use labelled data "
+                "(mnist, fashion_mnist, cifar10, or an image folder with class sub-folders) or an unconditional model."
+            )
+        self.image_size = image_size
+        self.channels = channels
+        self.point_dim = point_dim
+        self.conditional = conditional
+        self.num_classes = int(num_classes) if conditional else 0
+        self.data_num_classes = int(num_classes or 0)
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.run_config: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ data ranges
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        if self.data_kind == "points":
+            return (int(self.point_dim),)
+        return (int(self.channels), int(self.image_size), int(self.image_size))
+
+    def to_model_range(self, x: Tensor) -> Tensor:
+        if self.data_kind == "points":
+            return x.float()
+        low, high = self.input_range
+        return x.float() * ((high - low) / 255.0) + low
+
+    def to_unit(self, x: Tensor) -> Tensor:
+        """Model-range images -> ``[0, 1]`` (points pass through)."""
+        if self.data_kind == "points":
+            return x
+        low, high = self.input_range
+        return ((x - low) / (high - low)).clamp_(0.0, 1.0)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        return self.to_model_range(x), y
+
+    # ------------------------------------------------------------------ sampling
+    def sample_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Uniform class labels for conditional models, ``None`` otherwise."""
+        if not self.num_classes:
+            return None
+        return torch.randint(self.num_classes, (n,), generator=generator, device=self.device)
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``n`` samples: images in ``[0, 1]`` of shape ``(n, C, S, S)``, or points ``(n, D)``."""
+        if self.num_classes and labels is None:
+            labels = self.sample_labels(n, generator)
+        return self.to_unit(self._generate(n, labels, generator).float())
+
+    def _generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.run_config = checkpoint.get(CONFIG_KEY, self.run_config)
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def _require_images(self) -> None:
+        if self.data_kind != "image":
+            raise UserError(
+                f"model={self.model_name} needs image data, but this data is {self.point_dim}-D points: "
+                "use a GAN model (dcgan, wgan_gp, sngan) with ring8/grid25, or image data with this model."
+            )
+
+    def _make_optimizer(
+        self, factory: OptimizerFactory, params: Any, scheduler: SchedulerFactory | None
+    ) -> Any:
+        optimizer = factory(params=params)
+        if scheduler is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler(optimizer=optimizer), "interval": "epoch"},
+        }

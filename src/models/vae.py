@@ -1,0 +1,221 @@
+"""Variational autoencoder (Kingma & Welling 2014), beta-VAE and conditional VAE (Sohn et al. 2015).
+
+Scores, all in nats per image:
+
+* ``val/elbo``: the evidence lower bound ``E_q[log p(x|z)] - KL(q(z|x) || p(z))`` with beta = 1,
+  a lower bound on ``log p(x)`` (higher is better);
+* ``val/recon``: ``-E_q[log p(x|z)]``; ``val/kl``: the KL term;
+* ``val/loss``: the training objective ``recon + beta_t * kl`` (beta_t includes KL warm-up);
+* ``test/nll_iwae``: ``-log p(x)`` estimated with the importance-weighted bound (Burda et al.
+  2016) with ``iwae_samples`` samples (lower is better).
+
+With the Bernoulli likelihood and ``binarize=true`` the pixels are binarised by sampling
+(dynamically in training, with a fixed seed per batch in evaluation), so the figures are
+likelihoods of binary images, comparable with the literature on binarised MNIST.
+The Gaussian likelihood gives a continuous density on ``[0, 1]`` pixels instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from src.models.base import GenerativeModule, OptimizerFactory, SchedulerFactory
+from src.models.networks.conv import ConvDecoder, ConvEncoder
+from src.models.networks.layers import Norm, one_hot
+from src.utils.errors import UserError
+from src.utils.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+LOG_2PI = math.log(2 * math.pi)
+EVAL_SCORES = ("loss", "elbo", "recon", "kl")
+
+
+class VaeModule(GenerativeModule):
+    """Convolutional VAE sized from the data; ``conditional=true`` makes it a cVAE."""
+
+    input_range = (0.0, 1.0)
+
+    def __init__(
+        self,
+        *,
+        image_size: PositiveInt | None,
+        channels: PositiveInt | None,
+        num_classes: NonNegativeInt = 0,
+        conditional: bool = False,
+        latent_dim: PositiveInt = 16,
+        width: PositiveInt = 32,
+        norm: Norm = "batch",
+        beta: NonNegativeFloat = 1.0,
+        kl_warmup_steps: NonNegativeInt = 0,
+        likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
+        binarize: bool = True,
+        gaussian_sigma: PositiveFloat | None = None,
+        iwae_samples: PositiveInt = 50,
+        eval_seed: int = 0,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        monitor: str | None = "val/elbo",
+        monitor_mode: Literal["min", "max"] = "max",
+        point_dim: PositiveInt | None = None,
+        name: str = "vae",
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            channels=channels,
+            num_classes=num_classes,
+            conditional=conditional,
+            monitor=monitor,
+            monitor_mode=monitor_mode,
+            point_dim=point_dim,
+            name=name,
+        )
+        self._require_images()
+        if binarize and likelihood != "bernoulli":
+            raise UserError(
+                f"model.binarize=true applies to the Bernoulli likelihood: set model.binarize=false for model.likelihood={likelihood}."
+            )
+        self.latent_dim = latent_dim
+        self.beta = beta
+        self.kl_warmup_steps = kl_warmup_steps
+        self.likelihood = likelihood
+        self.binarize = binarize
+        self.iwae_samples = iwae_samples
+        self.eval_seed = eval_seed
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+        assert image_size is not None and channels is not None
+        self.encoder = ConvEncoder(image_size, channels, width, norm, model=name)
+        head_in = self.encoder.out_features + self.num_classes
+        self.to_mean = nn.Linear(head_in, latent_dim)
+        self.to_logvar = nn.Linear(head_in, latent_dim)
+        self.decoder = ConvDecoder(
+            image_size, channels, latent_dim + self.num_classes, width, norm, model=name
+        )
+        if likelihood == "gaussian" and gaussian_sigma is None:
+            # One learned noise scale for all pixels (the "sigma-VAE" of Rybkin et al. 2021).
+            self.log_sigma = nn.Parameter(torch.zeros(()))
+        else:
+            self.register_buffer("log_sigma", torch.tensor(math.log(gaussian_sigma or 1.0)), persistent=False)
+        self.scores = nn.ModuleDict(
+            {stage: nn.ModuleDict({name: MeanMetric() for name in EVAL_SCORES}) for stage in ("val", "test")}
+        )
+        self.test_nll_iwae = MeanMetric()
+
+    # ------------------------------------------------------------------ model
+    def encode(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
+        h = self.encoder(x)
+        if self.num_classes:
+            h = torch.cat([h, one_hot(y, self.num_classes, h.dtype)], dim=1)
+        return self.to_mean(h), self.to_logvar(h)
+
+    def decode(self, z: Tensor, y: Tensor | None) -> Tensor:
+        """Decoder logits (pre-sigmoid)."""
+        if self.num_classes:
+            z = torch.cat([z, one_hot(y, self.num_classes, z.dtype)], dim=1)
+        return self.decoder(z)
+
+    def log_likelihood(self, x: Tensor, logits: Tensor) -> Tensor:
+        """``log p(x | z)`` summed over pixels; ``logits`` may carry extra leading sample dims."""
+        dims = tuple(range(-3, 0))
+        if self.likelihood == "bernoulli":
+            return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(
+                dims
+            )
+        mean = torch.sigmoid(logits)
+        log_sigma = self.log_sigma.float()
+        return (-0.5 * ((x - mean) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * LOG_2PI).sum(dims)
+
+    def _generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return torch.sigmoid(self.decode(z, labels))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Posterior-mean reconstructions of model-range images, in ``[0, 1]``."""
+        mean, _ = self.encode(x, y)
+        return torch.sigmoid(self.decode(mean, y)).float()
+
+    # ------------------------------------------------------------------ objective
+    def _targets(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        if not self.binarize:
+            return x
+        return torch.bernoulli(x.float(), generator=generator).to(x.dtype)
+
+    def _terms(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        mean, logvar = self.encode(x, y)
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        logits = self.decode(mean + std * eps, y)
+        log_px = self.log_likelihood(x, logits.float())
+        kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1.0 - logvar.float()).sum(dim=1)
+        return log_px, kl
+
+    def current_beta(self) -> float:
+        if self.kl_warmup_steps == 0:
+            return self.beta
+        return self.beta * min(1.0, self.global_step / self.kl_warmup_steps)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        log_px, kl = self._terms(self._targets(x, None), y, None)
+        beta = self.current_beta()
+        loss = (-log_px + beta * kl).mean()
+        self.log("train/loss", loss, prog_bar=True)
+        self.log_dict({"train/recon": -log_px.mean(), "train/kl": kl.mean(), "train/beta": beta})
+        return loss
+
+    def _evaluate(self, stage: str, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        # A fixed generator per batch makes evaluation deterministic: same binarisation and
+        # posterior samples on every epoch and in `src.eval`.
+        generator = torch.Generator(device=x.device).manual_seed(self.eval_seed + batch_idx)
+        x = self._targets(x, generator)
+        log_px, kl = self._terms(x, y, generator)
+        values = {"elbo": log_px - kl, "recon": -log_px, "kl": kl, "loss": -log_px + self.current_beta() * kl}
+        scores = self.scores[stage]
+        for name, value in values.items():
+            scores[name].update(value)
+            self.log(f"{stage}/{name}", scores[name], prog_bar=name == "elbo")
+        if stage == "test":
+            self.test_nll_iwae.update(self.iwae_nll(x, y, self.iwae_samples, generator))
+            self.log("test/nll_iwae", self.test_nll_iwae)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate("val", batch, batch_idx)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate("test", batch, batch_idx)
+
+    @torch.no_grad()
+    def iwae_nll(
+        self,
+        x: Tensor,
+        y: Tensor | None,
+        samples: int,
+        generator: torch.Generator | None = None,
+        chunk: int = 10,
+    ) -> Tensor:
+        """``-log p(x)`` per image from the ``samples``-sample importance-weighted bound."""
+        mean, logvar = self.encode(x, y)
+        std = torch.exp(0.5 * logvar)
+        log_weights = []
+        for start in range(0, samples, chunk):
+            k = min(chunk, samples - start)
+            eps = torch.randn((k, *mean.shape), generator=generator, device=mean.device, dtype=mean.dtype)
+            z = mean + std * eps
+            log_q = (-0.5 * eps.float() ** 2 - torch.log(std.float()) - 0.5 * LOG_2PI).sum(-1)
+            log_prior = (-0.5 * z.float() ** 2 - 0.5 * LOG_2PI).sum(-1)
+            labels = None if y is None else y.repeat(k)
+            logits = self.decode(z.flatten(0, 1), labels).float().unflatten(0, (k, len(x)))
+            log_weights.append(self.log_likelihood(x, logits) + log_prior - log_q)
+        log_w = torch.cat(log_weights)
+        return -(torch.logsumexp(log_w, dim=0) - math.log(samples))
+
+    def configure_optimizers(self):
+        return self._make_optimizer(self.optimizer_factory, self.parameters(), self.scheduler_factory)

@@ -1,0 +1,1 @@
+"""Shared plumbing for the entry points: errors, config checks, run records, logging."""

@@ -1,0 +1,138 @@
+"""Instantiation of the composed config: data, model, hardware, callbacks, loggers, trainer.
+
+Every entry point builds its objects here, in the same order, so a mistake in any group stops
+the run with one ``Error:`` line before data are loaded or a process is started.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.data.base import GenerativeDataModule
+from src.hardware import Hardware
+from src.models.base import CONFIG_KEY, GenerativeModule
+from src.utils.config_check import check_config
+from src.utils.errors import UserError
+from src.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+DATA_SPEC_KEYS = ("image_size", "channels", "num_classes")
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that lets a constructor's :class:`UserError` through unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, UserError):
+                raise cause from None
+            cause = cause.__cause__ or cause.__context__
+        raise
+
+
+def build_collection(node: DictConfig | None) -> list[Any]:
+    """Instantiates a mapping of named items (``callbacks``, ``logger``); null entries are skipped."""
+    if not node:
+        return []
+    return [build(item) for item in node.values() if isinstance(item, DictConfig) and "_target_" in item]
+
+
+def build_hardware(cfg: DictConfig) -> Hardware:
+    hardware: Hardware = build(cfg.hardware)
+    hardware.check()
+    hardware.apply_global_settings()
+    return hardware
+
+
+def build_datamodule(cfg: DictConfig) -> GenerativeDataModule:
+    """Builds the data module and learns what the config leaves to the data (no download yet).
+
+    What the data module infers (an image folder's classes) is written back into ``cfg.data``,
+    so the model config's interpolations (``${data.num_classes}``) see it.
+    """
+    datamodule: GenerativeDataModule = build(cfg.data)
+    datamodule.resolve_spec()
+    with open_dict(cfg):
+        for key in DATA_SPEC_KEYS:
+            if key in cfg.data and cfg.data[key] is None and getattr(datamodule, key, None) is not None:
+                cfg.data[key] = getattr(datamodule, key)
+    return datamodule
+
+
+def build_run_parts(cfg: DictConfig) -> tuple[Hardware, GenerativeDataModule, GenerativeModule]:
+    """Checks every group, then builds hardware, data and model; the data are located last.
+
+    Order matters: model configs interpolate the data spec, and the data source (files,
+    download, bundled) is resolved only once every config mistake has had its chance to stop
+    the run.
+    """
+    check_config(cfg, ("hardware", "data", "trainer"))
+    hardware = build_hardware(cfg)
+    datamodule = build_datamodule(cfg)
+    check_config(cfg, ("model", "callbacks", "logger", "metrics"))
+    model = build_model(cfg, hardware)
+    datamodule.prepare_data()
+    return hardware, datamodule, model
+
+
+def build_model(cfg: DictConfig, hardware: Hardware) -> GenerativeModule:
+    model: GenerativeModule = build(cfg.model)
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    return hardware.prepare_model(model)
+
+
+def build_trainer(
+    cfg: DictConfig, hardware: Hardware, callbacks: list[Callback], loggers: list[Logger]
+) -> pl.Trainer:
+    return build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **hardware.trainer_kwargs())
+
+
+def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, model: pl.LightningModule) -> None:
+    if not trainer.loggers:
+        return
+    params = OmegaConf.to_container(cfg, resolve=True)
+    params["model/params/total"] = sum(p.numel() for p in model.parameters())
+    params["model/params/trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(params)
+
+
+def collect_protocol(trainer: pl.Trainer) -> dict[str, Any]:
+    """The evaluation protocols that callbacks recorded (extractor, hash, n_real, n_fake, split, seed)."""
+    protocol: dict[str, Any] = {}
+    for callback in trainer.callbacks:
+        protocol.update(getattr(callback, "protocol", None) or {})
+    return protocol
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Loads a checkpoint written by this framework; a missing or corrupt file is a :class:`UserError`."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"ckpt_path={path} does not exist: pass the path of a .ckpt file (e.g. <run dir>/checkpoints/best.ckpt)."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as exc:
+        raise UserError(
+            f"ckpt_path={path} is not a readable checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}): "
+            "the file is truncated or corrupt; use another checkpoint (last.ckpt or best.ckpt)."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or not checkpoint.get(CONFIG_KEY):
+        raise UserError(
+            f"ckpt_path={path} was not written by `src.train` (no state_dict or run config inside)."
+        )
+    return checkpoint

@@ -1,0 +1,84 @@
+"""Hydra entry points whose config mistakes end in one ``Error:`` line.
+
+Hydra reports composition errors (``model=foo``, ``model.latnt_dim=1``, bad override syntax) as a
+multi-line block and exit code 1. The contract is one line starting with ``Error:`` and exit code
+2, so :func:`hydra_task` swaps Hydra's reporter for the duration of the call. With
+``HYDRA_FULL_ERROR=1`` the original exception and its traceback come through unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra._internal import utils as hydra_internal_utils
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from src.utils.logging import quiet_library_noise
+from src.utils.run import TaskResult, report_error, run_task
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def hydra_task(config_name: str) -> Callable[[Callable[[DictConfig], TaskResult]], Callable[[], Any]]:
+    """Turns ``task(cfg) -> TaskResult`` into a command-line entry point composed from ``conf/``."""
+
+    def decorator(task: Callable[[DictConfig], TaskResult]) -> Callable[[], Any]:
+        @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+        def hydra_main(cfg: DictConfig) -> float | None:
+            return run_task(task, cfg)
+
+        @functools.wraps(task)
+        def main() -> Any:
+            quiet_library_noise()
+            original = hydra_internal_utils.run_and_report
+            hydra_internal_utils.run_and_report = functools.partial(_run_and_report, original)
+            try:
+                return hydra_main()
+            finally:
+                hydra_internal_utils.run_and_report = original
+
+        return main
+
+    return decorator
+
+
+def _run_and_report(original: Callable[[Any], Any], func: Callable[[], Any]) -> Any:
+    try:
+        return func()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        report_error(hydra_error_message(exc))
+        sys.exit(2)
+    except Exception as exc:
+        # Anything else is not a config mistake: Hydra's own report (a trimmed traceback).
+        error = exc
+
+        def reraise() -> Any:
+            raise error
+
+        return original(reraise)
+
+
+def hydra_error_message(exc: BaseException) -> str:
+    """Folds Hydra's multi-line composition report into one line (without the search path)."""
+    text = str(exc)
+    cause = exc.__cause__
+    if isinstance(cause, OmegaConfBaseException):
+        text = f"{text} {getattr(cause, 'msg', None) or cause}"
+    lines = []
+    for line in text.splitlines():
+        if line.strip().startswith(("Config search path", "full_key:", "object_type=", "reference_type=")):
+            continue
+        if line.strip().startswith(("provider=", "path=")):
+            continue
+        lines.append(line.strip())
+    return " ".join(part for part in lines if part)

