@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.logger import finish_wandb_runs
 from src.models.base import CONFIG_KEY
 from src.utils.build import (
     build_collection,
@@ -53,7 +54,10 @@ def evaluate(cfg: DictConfig) -> TaskResult:
     del checkpoint
     callbacks = build_collection({"metrics": run_cfg.metrics} if run_cfg.get("metrics") else None)
     trainer = build_trainer(run_cfg, hardware, callbacks, build_collection(run_cfg.get("logger")))
-    results = trainer.test(model, datamodule=datamodule)
+    try:
+        results = trainer.test(model, datamodule=datamodule)
+    finally:
+        finish_wandb_runs(trainer.loggers, failed=False)
     result = TaskResult(
         metrics=flat_numbers(results[0] if results else {}), data_source=datamodule.data_source
     )

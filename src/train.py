@@ -1,16 +1,19 @@
 """Train a model: ``python -m src.train model=vae data=mnist``.
 
 Fits, tests the best checkpoint, writes ``metrics.json`` and returns ``optimized_metric`` to a
-sweeper. ``ckpt_path=<run>/checkpoints/last.ckpt`` resumes a run (step count, optimizers, EMA).
+sweeper. ``ckpt_path=<run>/checkpoints/last.ckpt`` resumes a run (step count, optimizers, EMA);
+``ckpt_path=auto`` resumes from the job directory's own ``last.ckpt`` if present (cluster requeues).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from src.logger import finish_wandb_runs
 from src.utils.build import (
     build_collection,
     build_run_parts,
@@ -32,14 +35,31 @@ def train_options(seed: int | None, ckpt_path: str | None, test: bool, optimized
     """The top-level options of ``conf/train.yaml`` (their types are checked before a run)."""
 
 
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """``ckpt_path=auto`` resumes from this run directory's own ``last.ckpt`` when there is one.
+
+    A requeued cluster job (same job directory) thereby continues where it stopped, and starts
+    fresh the first time.
+    """
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "auto":
+        return ckpt_path
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info(f"ckpt_path=auto: resuming from {last}")
+        return str(last)
+    return None
+
+
 def train(cfg: DictConfig) -> TaskResult:
     check_callable_args(
         train_options,
         {k: cfg.get(k) for k in ("seed", "ckpt_path", "test", "optimized_metric")},
         path="",
     )
-    if cfg.get("ckpt_path"):
-        read_checkpoint(cfg.ckpt_path)
+    ckpt_path = resolve_ckpt_path(cfg)
+    if ckpt_path:
+        read_checkpoint(ckpt_path)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     hardware, datamodule, model = build_run_parts(cfg)
@@ -50,24 +70,27 @@ def train(cfg: DictConfig) -> TaskResult:
     log_hyperparameters(trainer, cfg, model)
 
     result = TaskResult(data_source=datamodule.data_source)
+    failed = True
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        fit_metrics = dict(trainer.callback_metrics)
+        test_metrics: dict[str, Any] = {}
+        if cfg.get("test"):
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+            if best is None:
+                log.warning(
+                    "no best checkpoint was written (fast_dev_run or no validation): testing the current weights"
+                )
+            results = trainer.test(model, datamodule=datamodule, ckpt_path=best)
+            test_metrics = results[0] if results else {}
+            if best:
+                result.protocol["tested_checkpoint"] = best
+        failed = False
     except TrainingFailure as exc:
         exc.result = _collect(trainer, result, {})
         raise
-    fit_metrics = dict(trainer.callback_metrics)
-
-    test_metrics: dict[str, Any] = {}
-    if cfg.get("test"):
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        if best is None:
-            log.warning(
-                "no best checkpoint was written (fast_dev_run or no validation): testing the current weights"
-            )
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best)
-        test_metrics = results[0] if results else {}
-        if best:
-            result.protocol["tested_checkpoint"] = best
+    finally:
+        finish_wandb_runs(trainer.loggers, failed)
     return _collect(trainer, result, {**fit_metrics, **test_metrics})
 
 

@@ -5,12 +5,20 @@ re-runs the whole sweep in every worker (Lightning issue #11300): workers then t
 jobs' configs and write into other job directories. :class:`HydraDDPStrategy` starts each
 worker as a single run of *this* job: its overrides, its output directory, no ``.hydra``
 rewrite. The same command serves plain runs, sweeps and Optuna trials.
+
+A multirun also runs its jobs one after another in one process: the launch of job ``k`` leaves
+``LOCAL_RANK``, ``MASTER_PORT``, ... in the environment and the process group initialised, which
+would make job ``k + 1`` believe its workers already exist. A new strategy in the process that
+launched the previous job's workers first undoes that.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
+
+import torch
 
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers import subprocess_script
@@ -41,10 +49,39 @@ def hydra_job_command(local_rank: int) -> tuple[list[str], str]:
     return command, get_original_cwd()
 
 
+_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@dataclass
+class _Launch:
+    pid: int
+    env_before: dict[str, str | None]
+
+
+_last_launch: _Launch | None = None
+
+
+def forget_previous_launch() -> None:
+    """Restores what launching the previous job's workers changed in this process (see above)."""
+    global _last_launch
+    if _last_launch is None or _last_launch.pid != os.getpid():
+        return
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key, value in _last_launch.env_before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _last_launch = None
+
+
 class HydraJobLauncher(_SubprocessScriptLauncher):
     """Lightning's subprocess launcher with :func:`hydra_job_command` as the worker command."""
 
     def _call_children_scripts(self) -> None:
+        global _last_launch
+        _last_launch = _Launch(os.getpid(), {key: os.environ.get(key) for key in _LAUNCH_ENV})
         # Lightning builds the command with a module-level function; swap it for the call.
         original = subprocess_script._hydra_subprocess_cmd
         subprocess_script._hydra_subprocess_cmd = hydra_job_command
@@ -56,6 +93,10 @@ class HydraJobLauncher(_SubprocessScriptLauncher):
 
 class HydraDDPStrategy(DDPStrategy):
     """``DDPStrategy`` whose workers run the current Hydra job (see module docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        forget_previous_launch()
+        super().__init__(*args, **kwargs)
 
     def _configure_launcher(self) -> None:
         super()._configure_launcher()

@@ -142,12 +142,16 @@ class VaeModule(GenerativeModule):
         return torch.sigmoid(self.decode(mean, y)).float()
 
     # ------------------------------------------------------------------ objective
-    def _targets(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    def likelihood_targets(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The pixels the likelihood scores: binarised by sampling when ``binarize`` is on."""
         if not self.binarize:
             return x
         return torch.bernoulli(x.float(), generator=generator).to(x.dtype)
 
-    def _terms(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def elbo_terms(
+        self, x: Tensor, y: Tensor | None, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Per-image ``(log p(x|z), KL(q(z|x) || p(z)))`` with one posterior sample (reparameterised)."""
         mean, logvar = self.encode(x, y)
         std = torch.exp(0.5 * logvar)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -163,7 +167,7 @@ class VaeModule(GenerativeModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        log_px, kl = self._terms(self._targets(x, None), y, None)
+        log_px, kl = self.elbo_terms(self.likelihood_targets(x, None), y, None)
         beta = self.current_beta()
         loss = (-log_px + beta * kl).mean()
         self.log("train/loss", loss, prog_bar=True)
@@ -175,8 +179,8 @@ class VaeModule(GenerativeModule):
         # A fixed generator per batch makes evaluation deterministic: same binarisation and
         # posterior samples on every epoch and in `src.eval`.
         generator = torch.Generator(device=x.device).manual_seed(self.eval_seed + batch_idx)
-        x = self._targets(x, generator)
-        log_px, kl = self._terms(x, y, generator)
+        x = self.likelihood_targets(x, generator)
+        log_px, kl = self.elbo_terms(x, y, generator)
         values = {"elbo": log_px - kl, "recon": -log_px, "kl": kl, "loss": -log_px + self.current_beta() * kl}
         scores = self.scores[stage]
         for name, value in values.items():

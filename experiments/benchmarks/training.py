@@ -1,0 +1,208 @@
+"""Training throughput of `src.train` against a minimal PyTorch loop of the same networks.
+
+Both sides run in their own process with the same thread count, batch size and data (MNIST as
+`data=mnist` finds it: the files, or offline the bundled 5,000-image subset), and build the very
+same module from the same Hydra config. The raw loop then drives it by hand: index a shuffled
+batch, map it to [0, 1], compute the loss with the module's own functions, backward, step. The
+framework side is the real command line with a step-timing callback added. Throughput counts the
+steps after a warm-up; validation is switched off on both sides (it is not training).
+
+    python -m experiments.benchmarks.training compare --model vae --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from experiments.benchmarks.timing import steady_throughput, timing_record
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_OVERRIDES = {"vae": ["model=vae"], "dcgan": ["model=dcgan"]}
+
+
+def _env(threads: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PL_", "LOCAL_RANK"))}
+    env.update(
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        PYTHONUNBUFFERED="1",
+        WANDB_MODE="disabled",
+    )
+    return env
+
+
+def common_overrides(model: str, batch_size: int) -> list[str]:
+    return [*MODEL_OVERRIDES[model], "data=mnist", f"data.batch_size={batch_size}", "hardware=cpu"]
+
+
+def run_framework(model: str, batch_size: int, steps: int, threads: int, workdir: Path) -> dict:
+    """`python -m src.train ...` as a user runs it; returns timings and the launch-to-first-step time."""
+    timings = workdir / f"framework-{model}.json"
+    command = [
+        sys.executable,
+        "-m",
+        "src.train",
+        *common_overrides(model, batch_size),
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=-1",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+        "test=false",
+        "metrics=none",
+        f"paths.log_dir={workdir / 'logs'}",
+        "+callbacks.step_timer._target_=experiments.benchmarks.timing.StepTimer",
+        f"+callbacks.step_timer.path={timings}",
+    ]
+    launched = time.time()
+    proc = subprocess.run(command, cwd=ROOT, env=_env(threads), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"src.train failed:\n{proc.stderr[-3000:]}")
+    record = json.loads(timings.read_text())
+    record["startup_s"] = record["first_step_wall"] - launched
+    return record
+
+
+def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path) -> dict:
+    out = workdir / f"raw-{model}.json"
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.benchmarks.training",
+        "raw",
+        f"--model={model}",
+        f"--batch-size={batch_size}",
+        f"--steps={steps}",
+        f"--out={out}",
+    ]
+    proc = subprocess.run(command, cwd=ROOT, env=_env(threads), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"raw loop failed:\n{proc.stderr[-3000:]}")
+    return json.loads(out.read_text())
+
+
+def build_module_and_data(model: str, batch_size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The module `src.train` would build for these overrides, and the training split it would use."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from omegaconf import open_dict
+
+    from src.utils.entry import CONFIG_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("train", overrides=common_overrides(model, batch_size), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(ROOT)
+        cfg.paths.output_dir = tempfile.mkdtemp()
+        del cfg["hydra"]
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup()
+    x, y = datamodule.split("train")
+    return instantiate(cfg.model), x, y
+
+
+def raw_loop(model: str, batch_size: int, steps: int) -> dict:
+    """A hand-written training loop over the same module, data and optimizer settings."""
+    torch.manual_seed(0)
+    module, x, y = build_module_and_data(model, batch_size)
+    module.train()
+    step_fn = {"vae": _vae_step, "dcgan": _gan_step}[model](module)
+    generator = torch.Generator().manual_seed(0)
+    step_ends: list[float] = []
+    first_step_wall = None
+    while len(step_ends) < steps:
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            if first_step_wall is None:
+                first_step_wall = time.time()
+            idx = order[start : start + batch_size]
+            step_fn(module.to_model_range(x[idx]), y[idx])
+            step_ends.append(time.perf_counter())
+            if len(step_ends) == steps:
+                break
+    return timing_record(first_step_wall, step_ends)
+
+
+def _vae_step(module):
+    optimizer = module.optimizer_factory(params=module.parameters())
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        log_px, kl = module.elbo_terms(module.likelihood_targets(x, None), y, None)
+        loss = (-log_px + module.beta * kl).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _gan_step(module):
+    raise NotImplementedError("the DCGAN raw loop needs the GAN module")
+
+
+def compare(model: str, batch_size: int, steps: int, warmup: int, repeats: int, threads: int) -> dict:
+    """Alternates framework and raw runs; medians over the repeats."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        framework, raw = [], []
+        for _ in range(repeats):
+            raw.append(run_raw(model, batch_size, steps, threads, workdir))
+            framework.append(run_framework(model, batch_size, steps, threads, workdir))
+    fw_ips = [steady_throughput(r["step_ends"], batch_size, warmup) for r in framework]
+    raw_ips = [steady_throughput(r["step_ends"], batch_size, warmup) for r in raw]
+    return {
+        "model": model,
+        "batch_size": batch_size,
+        "threads": threads,
+        "steps": steps,
+        "warmup_steps": warmup,
+        "repeats": repeats,
+        "framework_images_per_s": statistics.median(fw_ips),
+        "raw_images_per_s": statistics.median(raw_ips),
+        "ratio": statistics.median(fw_ips) / statistics.median(raw_ips),
+        "framework_runs_images_per_s": fw_ips,
+        "raw_runs_images_per_s": raw_ips,
+        "startup_s": statistics.median(r["startup_s"] for r in framework),
+        "framework_peak_rss_mb": max(r["peak_rss_mb"] for r in framework),
+        "raw_peak_rss_mb": max(r["peak_rss_mb"] for r in raw),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=["compare", "raw"])
+    parser.add_argument("--model", choices=list(MODEL_OVERRIDES), default="vae")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.mode == "raw":
+        result = raw_loop(args.model, args.batch_size, args.steps)
+    else:
+        result = compare(args.model, args.batch_size, args.steps, args.warmup, args.repeats, args.threads)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
