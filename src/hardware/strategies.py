@@ -19,7 +19,6 @@ import sys
 from dataclasses import dataclass
 
 import torch
-
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers import subprocess_script
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
