@@ -128,3 +128,11 @@ def test_each_job_is_its_own_offline_wandb_run_grouped_by_sweep(tmp_path: Path, 
     assert len(groups) == 1 and sweep_dir.name in groups.pop()
     # Named after the job's overrides: the swept value distinguishes the two runs.
     assert [name.rsplit(",", 1)[-1] for name in names] == ["model.beta=0.5", "model.beta=2.0"]
+
+
+def test_submitit_launcher_runs_each_job_in_its_own_process(tmp_path: Path, data_root: Path) -> None:
+    # submitit's local executor stands in for SLURM (hydra/launcher=slurm uses the same plugin).
+    sweep_dir = sweep(tmp_path, data_root, "-m", "hydra/launcher=local", "model.beta=0.5,2.0")
+    jobs = job_dirs(sweep_dir)
+    assert len(jobs) == 2 and all(metrics(job)["status"] == "ok" for job in jobs)
+    assert (sweep_dir / ".submitit").is_dir()

@@ -80,6 +80,15 @@ def test_resume_from_last_checkpoint_continues_the_step_count(make_cfg) -> None:
     assert result.metrics["epoch"] == 2
 
 
+def test_ckpt_path_auto_resumes_a_requeued_job_from_its_own_last_checkpoint(make_cfg, tmp_path: Path) -> None:
+    job_dir = tmp_path / "job"
+    common = [*FAST_VAE, "data.source=files", "test=false", "ckpt_path=auto", f"paths.output_dir={job_dir}"]
+    first = train(make_cfg("train", [*common, "trainer.max_epochs=1"]))
+    assert first.metrics["global_step"] == 3  # nothing to resume from: a fresh start
+    requeued = train(make_cfg("train", [*common, "trainer.max_epochs=2"]))
+    assert requeued.metrics["global_step"] == 6
+
+
 def test_nan_loss_stops_the_run_keeps_last_good_checkpoint_and_records_failure(make_cfg, monkeypatch) -> None:
     from src.models.vae import VaeModule
 
