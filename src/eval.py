@@ -9,17 +9,10 @@ Writes its own run directory with ``metrics.json``.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from src.logger import finish_wandb_runs
-from src.models.base import CONFIG_KEY
-from src.utils.build import (
-    build_collection,
-    build_run_parts,
-    build_trainer,
-    collect_protocol,
-    read_checkpoint,
-)
+from src.utils.build import build_collection, build_trainer, collect_protocol, load_trained_run
 from src.utils.config_check import check_callable_args
 from src.utils.entry import hydra_task
 from src.utils.run import TaskResult, flat_numbers
@@ -29,31 +22,12 @@ def eval_options(ckpt_path: str, data_dir: str | None, seed: int | None) -> None
     """The top-level options of ``conf/eval.yaml``."""
 
 
-def run_config_for_eval(cfg: DictConfig, checkpoint: dict) -> DictConfig:
-    """The checkpoint's run config with this command's hardware, logger, paths (and metrics)."""
-    stored = OmegaConf.create(checkpoint[CONFIG_KEY])
-    with open_dict(stored):
-        for key in ("hardware", "logger", "paths", "task_name"):
-            stored[key] = cfg.get(key)
-        if cfg.get("metrics") is not None:
-            stored["metrics"] = cfg.metrics
-        if cfg.get("data_dir"):
-            stored.data.data_dir = cfg.data_dir
-        if cfg.get("seed") is not None:
-            stored.seed = cfg.seed
-    return stored
-
-
 def evaluate(cfg: DictConfig) -> TaskResult:
     check_callable_args(eval_options, {k: cfg.get(k) for k in ("ckpt_path", "data_dir", "seed")}, path="")
-    checkpoint = read_checkpoint(cfg.ckpt_path)
-    run_cfg = run_config_for_eval(cfg, checkpoint)
-    hardware, datamodule, model = build_run_parts(run_cfg)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.on_load_checkpoint(checkpoint)
-    del checkpoint
+    run = load_trained_run(cfg, cfg.ckpt_path)
+    run_cfg, datamodule, model = run.run_cfg, run.datamodule, run.model
     callbacks = build_collection({"metrics": run_cfg.metrics} if run_cfg.get("metrics") else None)
-    trainer = build_trainer(run_cfg, hardware, callbacks, build_collection(run_cfg.get("logger")))
+    trainer = build_trainer(run_cfg, run.hardware, callbacks, build_collection(run_cfg.get("logger")))
     try:
         results = trainer.test(model, datamodule=datamodule)
     finally:

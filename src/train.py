@@ -13,8 +13,12 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from src.export.exporter import ExportOptions
+from src.export.writer import check_out_dir
+from src.generate import export_from_run, export_options
 from src.logger import finish_wandb_runs
 from src.utils.build import (
+    TrainedRun,
     build_collection,
     build_run_parts,
     build_trainer,
@@ -24,7 +28,7 @@ from src.utils.build import (
 )
 from src.utils.config_check import check_callable_args
 from src.utils.entry import hydra_task
-from src.utils.errors import TrainingFailure
+from src.utils.errors import TrainingFailure, UserError
 from src.utils.logging import get_logger
 from src.utils.run import TaskResult, flat_numbers
 
@@ -51,6 +55,17 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
     return None
 
 
+def planned_export(cfg: DictConfig) -> ExportOptions | None:
+    """The export to run after training (``export.enabled=true``), checked before training starts."""
+    if not cfg.get("export") or not cfg.export.get("enabled"):
+        return None
+    options = export_options(cfg.export)
+    if options.out_dir is None:
+        options.out_dir = str(Path(cfg.paths.output_dir) / "synthetic")
+    check_out_dir(Path(options.out_dir), options.overwrite)
+    return options
+
+
 def train(cfg: DictConfig) -> TaskResult:
     check_callable_args(
         train_options,
@@ -60,6 +75,7 @@ def train(cfg: DictConfig) -> TaskResult:
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
         read_checkpoint(ckpt_path)
+    export = planned_export(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     hardware, datamodule, model = build_run_parts(cfg)
@@ -85,6 +101,19 @@ def train(cfg: DictConfig) -> TaskResult:
             test_metrics = results[0] if results else {}
             if best:
                 result.protocol["tested_checkpoint"] = best
+        if export is not None and trainer.global_rank == 0:
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+            if best is None:
+                raise UserError(
+                    "export.enabled=true needs a checkpoint: keep the model_checkpoint callback and validation on."
+                )
+            checkpoint = read_checkpoint(best)
+            model.load_state_dict(checkpoint["state_dict"])
+            model.on_load_checkpoint(checkpoint)
+            out_dir, manifest = export_from_run(
+                TrainedRun(cfg, hardware, datamodule, model), best, export, trainer.loggers
+            )
+            result.protocol["export"] = {"out_dir": str(out_dir), **manifest.get("score_protocol", {})}
         failed = False
     except TrainingFailure as exc:
         exc.result = _collect(trainer, result, {})

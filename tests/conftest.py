@@ -210,3 +210,34 @@ def run_cli(module: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> tu
         timeout=timeout,
     )
     return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoints(
+    tmp_path_factory: pytest.TempPathFactory, data_root: Path, cache_dir: Path
+) -> dict[str, Path]:
+    """Best checkpoints of tiny trained models, written once per session: {"vae": ..., "cvae": ...}."""
+    from src.train import train
+
+    out = {}
+    for model in ("vae", "cvae"):
+        run_dir = tmp_path_factory.mktemp(f"trained_{model}")
+        cfg = compose_config(
+            "train",
+            [
+                f"paths.root_dir={run_dir}",
+                f"paths.data_dir={data_root}",
+                f"paths.log_dir={run_dir / 'logs'}",
+                f"paths.cache_dir={cache_dir}",
+                f"paths.output_dir={run_dir / 'run'}",
+                f"model={model}",
+                "data.source=files",
+                *FAST,
+                *FAST_VAE,
+                "test=false",
+            ],
+        )
+        train(cfg)
+        out[model] = run_dir / "run" / "checkpoints" / "best.ckpt"
+        GlobalHydra.instance().clear()
+    return out

@@ -37,6 +37,8 @@ class GenerativeModule(pl.LightningModule):
     """
 
     input_range: tuple[float, float] = (-1.0, 1.0)
+    # True when `sample` draws from an exponential moving average of the generator's weights.
+    uses_ema: bool = False
 
     def __init__(
         self,

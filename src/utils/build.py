@@ -6,6 +6,7 @@ the run with one ``Error:`` line before data are loaded or a process is started.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,41 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"ckpt_path={path} was not written by `src.train` (no state_dict or run config inside)."
         )
     return checkpoint
+
+
+@dataclass
+class TrainedRun:
+    """A model rebuilt from a checkpoint, with the data it was trained on."""
+
+    run_cfg: DictConfig
+    hardware: Hardware
+    datamodule: GenerativeDataModule
+    model: GenerativeModule
+
+
+# Keys a command takes from its own config when it reuses a checkpoint's run config.
+COMMAND_KEYS = ("hardware", "logger", "paths", "task_name")
+
+
+def load_trained_run(cfg: DictConfig, ckpt_path: str | Path) -> TrainedRun:
+    """Rebuilds model and data from the run config stored in the checkpoint.
+
+    The command's own ``hardware``, ``logger`` and ``paths`` replace the stored ones; where the
+    command sets them, so do ``metrics``, ``data_dir`` (where the data live on this machine) and
+    ``seed``. The weights (EMA included) come from the checkpoint.
+    """
+    checkpoint = read_checkpoint(ckpt_path)
+    run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
+    with open_dict(run_cfg):
+        for key in COMMAND_KEYS:
+            run_cfg[key] = cfg.get(key)
+        if cfg.get("metrics") is not None:
+            run_cfg["metrics"] = cfg.metrics
+        if cfg.get("data_dir"):
+            run_cfg.data.data_dir = cfg.data_dir
+        if cfg.get("seed") is not None:
+            run_cfg.seed = cfg.seed
+    hardware, datamodule, model = build_run_parts(run_cfg)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.on_load_checkpoint(checkpoint)
+    return TrainedRun(run_cfg, hardware, datamodule, model)

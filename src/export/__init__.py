@@ -1,0 +1,1 @@
+"""Synthetic datasets (``conf/export/``): export, manifest, verification, W&B artifacts."""
