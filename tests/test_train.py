@@ -42,10 +42,7 @@ def test_run_leaves_checkpoints_samples_and_metrics_json(make_cfg) -> None:
     out = Path(cfg.paths.output_dir)
     assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     assert sorted(p.name for p in (out / "samples").iterdir()) == [
-        "recon_step_0000003.png",
-        "recon_step_0000006.png",
-        "step_0000003.png",
-        "step_0000006.png",
+        f"{kind}step_{step:07d}.png" for kind in ("interp_", "recon_", "") for step in (3, 6)
     ]
     metrics = read_metrics_json(out)
     assert metrics["status"] == "ok" and metrics["data_source"] == "files"

@@ -9,27 +9,37 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
+from torchvision.io import ImageReadMode, read_image
 from torchvision.utils import make_grid, save_image
 
 from src.callbacks.scatter import save_scatter
-from src.utils.types import PositiveInt
+from src.utils.types import NonNegativeInt, PositiveInt
+
+SCATTER_POINTS = 2500
 
 
 class SampleGrid(pl.Callback):
     """Saves ``samples/step_<global step>.png`` at the end of every ``every_n_epochs``-th validation.
 
     Images: a grid of ``n`` samples from a fixed noise seed (conditional models: classes in
-    rows), plus ``recon_step_<step>.png`` (originals over reconstructions) for models that
-    reconstruct. Point data: generated points over real ones. Grids also go to every logger that
-    takes images (W&B, TensorBoard).
+    rows), ``interp_step_<step>.png`` (``interpolations`` rows of latent interpolations) and, for
+    models that reconstruct, ``recon_step_<step>.png`` (originals over reconstructions). Point
+    data: ``step_<step>.png`` is a scatter plot of generated over real points. Everything also
+    goes to each logger that takes images (W&B, TensorBoard).
     """
 
     def __init__(
-        self, dirpath: str, n: PositiveInt = 64, every_n_epochs: PositiveInt = 1, seed: int = 0
+        self,
+        dirpath: str,
+        n: PositiveInt = 64,
+        every_n_epochs: PositiveInt = 1,
+        seed: int = 0,
+        interpolations: NonNegativeInt = 4,
     ) -> None:
         super().__init__()
         self.dirpath = Path(dirpath)
         self.n = n
+        self.interpolations = interpolations
         self.every_n_epochs = every_n_epochs
         self.seed = seed
 
@@ -43,19 +53,25 @@ class SampleGrid(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         step = trainer.global_step
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        if pl_module.data_kind == "points":
+            samples = pl_module.sample(SCATTER_POINTS, generator=generator)
+            real = trainer.datamodule.split("val")[0][:SCATTER_POINTS]
+            path = self.dirpath / f"step_{step:07d}.png"
+            save_scatter(samples.cpu(), real.cpu(), path, title=f"step {step}")
+            log_images(trainer, {"scatter": read_image(str(path), ImageReadMode.RGB).float() / 255}, step)
+            return
         labels, nrow = _grid_labels(pl_module, self.n)
         samples = pl_module.sample(
             len(labels) if labels is not None else self.n, labels=labels, generator=generator
         )
         images: dict[str, Tensor] = {}
-        if pl_module.data_kind == "points":
-            real = trainer.datamodule.split("val")[0][: len(samples) * 4]
-            save_scatter(
-                samples.cpu(), real.cpu(), self.dirpath / f"step_{step:07d}.png", title=f"step {step}"
-            )
-            return
         images["samples"] = make_grid(samples.float().cpu(), nrow=nrow)
         save_image(images["samples"], self.dirpath / f"step_{step:07d}.png")
+        if self.interpolations and pl_module.latent_dim:
+            steps = 8
+            interp = pl_module.interpolate(self.interpolations, steps, generator=generator)
+            images["interpolations"] = make_grid(interp.cpu(), nrow=steps)
+            save_image(images["interpolations"], self.dirpath / f"interp_step_{step:07d}.png")
         if hasattr(pl_module, "reconstruct"):
             x, y = trainer.datamodule.split("val")
             x, y = x[: self.n // 2].to(pl_module.device), y[: self.n // 2].to(pl_module.device)

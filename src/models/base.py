@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from src.utils.errors import UserError
 
@@ -77,6 +77,7 @@ class GenerativeModule(pl.LightningModule):
         self.monitor = monitor
         self.monitor_mode = monitor_mode
         self.run_config: dict[str, Any] | None = None
+        self.latent_dim = 0  # set by subclasses with a latent space
 
     # ------------------------------------------------------------------ data ranges
     @property
@@ -109,7 +110,7 @@ class GenerativeModule(pl.LightningModule):
             return None
         return torch.randint(self.num_classes, (n,), generator=generator, device=self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(
         self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -119,7 +120,32 @@ class GenerativeModule(pl.LightningModule):
         return self.to_unit(self._generate(n, labels, generator).float())
 
     def _generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return self.generate_from_latent(z, labels)
+
+    def generate_from_latent(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        """Latent codes ``(n, latent_dim)`` -> samples in the model's output range."""
         raise NotImplementedError
+
+    @torch.inference_mode()
+    def interpolate(self, pairs: int, steps: int, generator: torch.Generator | None = None) -> Tensor:
+        """``pairs`` rows of ``steps`` samples along great circles between random latent codes
+        (slerp suits Gaussian latents, whose mass lies near a sphere); one class per row for
+        conditional models. Images in ``[0, 1]``, shape ``(pairs * steps, C, S, S)``."""
+        ends = torch.randn(2, pairs, self.latent_dim, generator=generator, device=self.device)
+        t = torch.linspace(0, 1, steps, device=self.device)[None, :, None]
+        a, b = ends[0][:, None], ends[1][:, None]
+        omega = torch.arccos(
+            (nn.functional.normalize(a, dim=-1) * nn.functional.normalize(b, dim=-1))
+            .sum(-1, keepdim=True)
+            .clamp(-1, 1)
+        )
+        sin = torch.sin(omega).clamp_min(1e-6)
+        z = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / sin
+        labels = None
+        if self.num_classes:
+            labels = self.sample_labels(pairs, generator).repeat_interleave(steps)
+        return self.to_unit(self.generate_from_latent(z.reshape(pairs * steps, -1), labels).float())
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -131,8 +131,7 @@ class VaeModule(GenerativeModule):
         log_sigma = self.log_sigma.float()
         return (-0.5 * ((x - mean) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * LOG_2PI).sum(dims)
 
-    def _generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+    def generate_from_latent(self, z: Tensor, labels: Tensor | None) -> Tensor:
         return torch.sigmoid(self.decode(z, labels))
 
     @torch.no_grad()

@@ -1,0 +1,95 @@
+"""`make bench`: every benchmark in this folder, one results.json and one markdown table.
+
+(a) steady-state training images/s of `src.train` against a raw PyTorch loop of the same
+networks (VAE, DCGAN), (b) command-to-first-step time, (c) evaluation and export cost,
+(d) peak resident memory. Timings are figures for the machine it runs on; nothing here asserts
+a speed.
+
+    python -m experiments.benchmarks.run                 # full run, writes into this folder
+    python -m experiments.benchmarks.run --quick --out /tmp/bench   # seconds; checks the harness
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from experiments.benchmarks import eval_cost, export, training
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def run_all(quick: bool) -> dict:
+    started = time.perf_counter()
+    steps, warmup, repeats = (30, 10, 1) if quick else (300, 50, 3)
+    results: dict = {"machine": machine(), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    results["training"] = [
+        training.compare(model, batch_size=128, steps=steps, warmup=warmup, repeats=repeats, threads=torch.get_num_threads())
+        for model in ("vae", "dcgan")
+    ]
+    results["evaluation"] = eval_cost.run(n=500 if quick else 10_000)
+    results["export"] = export.run(n=2000 if quick else 20_000)
+    results["wall_seconds"] = time.perf_counter() - started
+    return results
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with {m['torch_threads']} threads, "
+        f"GPU: {m['gpu'] or 'none'}. Benchmark wall time {results['wall_seconds']:.0f} s.",
+        "",
+        "| training (batch 128) | src.train img/s | raw loop img/s | ratio | command -> first step | peak RSS (train / raw) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["training"]:
+        lines.append(
+            f"| {r['model']} | {r['framework_images_per_s']:.0f} | {r['raw_images_per_s']:.0f} | {r['ratio']:.3f} "
+            f"| {r['startup_s']:.1f} s | {r['framework_peak_rss_mb']:.0f} / {r['raw_peak_rss_mb']:.0f} MB |"
+        )
+    e = results["evaluation"]
+    lines += ["", "| evaluation | value |", "|---|---|"]
+    lines += [f"| {key} | {_fmt(value)} |" for key, value in e.items()]
+    x = results["export"]
+    lines += ["", "| export (28x28) | value |", "|---|---|"]
+    lines += [f"| {key} | {_fmt(value)} |" for key, value in x.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that the harness runs")
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    results = run_all(args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (args.out / "results.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
