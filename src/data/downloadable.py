@@ -1,0 +1,103 @@
+"""Datasets with a canonical on-disk format that can be downloaded: where the data comes from.
+
+``source=auto`` tries, in order: the files under ``data_dir``, a download, and (MNIST only) the
+5,000-image subset bundled in a PyPI package, with a warning. The source used is kept in
+``data_source`` and lands in ``metrics.json``. Without files, network or bundle the run stops
+before training with one ``Error:`` line naming the directory and the files expected there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from src.data.base import GenerativeDataModule, Source
+from src.utils.errors import UserError
+from src.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class DownloadableDataModule(GenerativeDataModule):
+    """Adds the files -> download -> bundled resolution to :class:`GenerativeDataModule`.
+
+    Subclasses set ``folder`` and ``expected_files`` and implement ``_download``,
+    ``_load_files`` and, where a bundled copy exists, ``_load_bundled``.
+    """
+
+    folder: ClassVar[str]
+    expected_files: ClassVar[tuple[str, ...]]
+    bundled_name: ClassVar[str | None] = None
+
+    def __init__(self, *, source: Source = "auto", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        if source == "bundled" and self.bundled_name is None:
+            raise UserError(f"data={self.name} has no bundled copy: use data.source=auto, files or download.")
+
+    @property
+    def root(self) -> Path:
+        return self.data_dir / self.folder
+
+    def missing_files(self) -> list[str]:
+        return [name for name in self.expected_files if not (self.root / name).is_file()]
+
+    def prepare_data(self) -> None:
+        """Runs on one process per node, before training: downloads if allowed and needed."""
+        if self.data_source is None:
+            self.data_source = self._resolve(download=True)
+
+    def _resolve(self, download: bool) -> str:
+        if self.source == "bundled":
+            return f"bundled:{self.bundled_name}"
+        if not self.missing_files():
+            return "files"
+        failure = "downloads are off for data.source=files"
+        if self.source in ("auto", "download"):
+            if not download:
+                failure = "not downloaded on this process"
+            else:
+                try:
+                    log.info(f"data={self.name}: downloading to {self.root}")
+                    self._download()
+                    if not self.missing_files():
+                        return "download"
+                    failure = f"the download did not produce {', '.join(self.missing_files())}"
+                except Exception as exc:  # network errors come in many types; all mean "not available"
+                    failure = f"the download failed ({' '.join(str(exc).split())[:200]})"
+        if self.source == "auto" and self.bundled_name is not None:
+            message = (
+                f"data={self.name}: no files in {self.root} and {failure}; using the bundled "
+                f"{self.bundled_name} subset instead (recorded as data_source in metrics.json)."
+            )
+            rank_zero_warn(message)
+            return f"bundled:{self.bundled_name}"
+        raise UserError(
+            f"data={self.name}: files not found in {self.root} (expected: {', '.join(self.expected_files)})"
+            f" and {failure}. Put the files there, set data.data_dir to where they are, or run with network access."
+        )
+
+    def _load(self) -> dict[str, tuple[Tensor, Tensor]]:
+        if self.data_source is None:
+            self.data_source = self._resolve(download=False)
+        if self.data_source.startswith("bundled:"):
+            return self._load_bundled()
+        return self._load_files()
+
+    def _download(self) -> None:
+        raise NotImplementedError
+
+    def _load_files(self) -> dict[str, tuple[Tensor, Tensor]]:
+        raise NotImplementedError
+
+    def _load_bundled(self) -> dict[str, tuple[Tensor, Tensor]]:
+        raise UserError(f"data={self.name} has no bundled copy.")
+
+    def _unreadable(self, path: Path | str, exc: BaseException) -> UserError:
+        return UserError(
+            f"data={self.name}: cannot read {path} ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}). "
+            "The file looks truncated or corrupt: delete it to download it again, or replace it."
+        )
