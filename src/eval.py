@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.models.base import CONFIG_KEY
 from src.utils.build import (
     build_collection,
+    build_metrics,
     build_run_parts,
     build_trainer,
     collect_protocol,
@@ -51,7 +52,7 @@ def evaluate(cfg: DictConfig) -> TaskResult:
     model.load_state_dict(checkpoint["state_dict"])
     model.on_load_checkpoint(checkpoint)
     del checkpoint
-    callbacks = build_collection({"metrics": run_cfg.metrics} if run_cfg.get("metrics") else None)
+    callbacks = build_metrics(run_cfg, datamodule, hardware)
     trainer = build_trainer(run_cfg, hardware, callbacks, build_collection(run_cfg.get("logger")))
     results = trainer.test(model, datamodule=datamodule)
     result = TaskResult(

@@ -80,6 +80,12 @@ class Hardware:
             "precision": self.precision,
         }
 
+    def device(self) -> torch.device:
+        """The device a single-process command (generate, evaluate_dataset) runs on."""
+        if self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available()):
+            return torch.device("cuda", 0)
+        return torch.device("cpu")
+
     def apply_global_settings(self) -> None:
         torch.set_float32_matmul_precision(self.matmul_precision)
 
