@@ -12,7 +12,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from src.logger import finish_wandb_runs
-from src.utils.build import build_collection, build_trainer, collect_protocol, load_trained_run
+from src.utils.build import build_collection, build_metrics, build_trainer, collect_protocol, load_trained_run
 from src.utils.config_check import check_callable_args
 from src.utils.entry import hydra_task
 from src.utils.run import TaskResult, flat_numbers
@@ -26,7 +26,7 @@ def evaluate(cfg: DictConfig) -> TaskResult:
     check_callable_args(eval_options, {k: cfg.get(k) for k in ("ckpt_path", "data_dir", "seed")}, path="")
     run = load_trained_run(cfg, cfg.ckpt_path)
     run_cfg, datamodule, model = run.run_cfg, run.datamodule, run.model
-    callbacks = build_collection({"metrics": run_cfg.metrics} if run_cfg.get("metrics") else None)
+    callbacks = build_metrics(run_cfg, datamodule, run.hardware)
     trainer = build_trainer(run_cfg, run.hardware, callbacks, build_collection(run_cfg.get("logger")))
     try:
         results = trainer.test(model, datamodule=datamodule)

@@ -20,6 +20,7 @@ from src.logger import finish_wandb_runs
 from src.utils.build import (
     TrainedRun,
     build_collection,
+    build_metrics,
     build_run_parts,
     build_trainer,
     collect_protocol,
@@ -79,9 +80,7 @@ def train(cfg: DictConfig) -> TaskResult:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     hardware, datamodule, model = build_run_parts(cfg)
-    callbacks = build_collection(cfg.get("callbacks")) + build_collection(
-        {"metrics": cfg.metrics} if cfg.get("metrics") else None
-    )
+    callbacks = build_collection(cfg.get("callbacks")) + build_metrics(cfg, datamodule, hardware)
     trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")))
     log_hyperparameters(trainer, cfg, model)
 

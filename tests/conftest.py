@@ -163,6 +163,17 @@ FAST = [
     "callbacks.samples.n=16",
 ]
 FAST_VAE = ["model.width=8", "model.latent_dim=4", "model.iwae_samples=3"]
+# The default metrics (metrics=domain) at test scale: few samples, a briefly trained extractor, and
+# k-NN sizes that the tiny fixture splits (3 images in an image folder's val split) can serve.
+FAST_METRICS = [
+    "metrics.n_fake_val=64",
+    "metrics.n_fake_test=64",
+    "metrics.chunk_size=32",
+    "metrics.kid_subsets=10",
+    "metrics.pr_k=2",
+    "metrics.dc_k=2",
+    "metrics.extractor_epochs=2",
+]
 
 
 @pytest.fixture
@@ -180,7 +191,11 @@ def make_cfg(tmp_path: Path, data_root: Path, cache_dir: Path) -> Callable[..., 
             f"paths.cache_dir={cache_dir}",
             f"paths.output_dir={run_dir}",
         ]
-        extra = (FAST if fast and config_name == "train" else []) + list(overrides or [])
+        overrides = list(overrides or [])
+        default_metrics = not any(o.startswith("metrics=") for o in overrides)
+        extra = (
+            FAST + (FAST_METRICS if default_metrics else []) if fast and config_name == "train" else []
+        ) + overrides
         return compose_config(config_name, paths + extra)
 
     return factory
@@ -233,6 +248,7 @@ def trained_checkpoints(
                 f"model={model}",
                 "data.source=files",
                 *FAST,
+                *FAST_METRICS,
                 *FAST_VAE,
                 "test=false",
             ],
@@ -241,3 +257,23 @@ def trained_checkpoints(
         out[model] = run_dir / "run" / "checkpoints" / "best.ckpt"
         GlobalHydra.instance().clear()
     return out
+
+
+# ---------------------------------------------------------------------------- metrics
+@pytest.fixture(scope="session")
+def mnist_files(data_root: Path):
+    """The MNIST fixture as a set-up data module (216 train, 24 val, 60 test images)."""
+    from src.data import MnistDataModule
+
+    datamodule = MnistDataModule(data_dir=str(data_root), source="files")
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+@pytest.fixture(scope="session")
+def mnist_extractor(mnist_files, cache_dir: Path):
+    """A domain extractor trained briefly on the MNIST fixture (cached for the session)."""
+    from src.metrics import TrainingRecipe, load_extractor
+
+    return load_extractor(mnist_files, cache_dir, recipe=TrainingRecipe(epochs=15))

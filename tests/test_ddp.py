@@ -19,6 +19,9 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "data.batch_size=16",
     "data.eval_batch_size=32",
+    "metrics.n_fake_val=64",
+    "metrics.n_fake_test=64",
+    "metrics.chunk_size=32",
 ]
 
 
@@ -32,6 +35,7 @@ def test_vae_trains_with_two_processes_and_leaves_one_run_dir(tmp_path: Path, da
         "data.source=files",
         f"paths.data_dir={data_root}",
         f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
         *TINY,
     )
     assert code == 0, err[-3000:]

@@ -22,17 +22,33 @@ from src.export.exporter import ExportOptions, export_dataset
 from src.models import VaeModule
 
 
-def run(n: int = 20_000, batch_size: int = 1000, workers: int = 2, formats: tuple[str, ...] = ("png", "both")) -> dict:
+def run(
+    n: int = 20_000, batch_size: int = 1000, workers: int = 2, formats: tuple[str, ...] = ("png", "both")
+) -> dict:
     torch.manual_seed(0)
     model = VaeModule(
-        image_size=28, channels=1, num_classes=10, conditional=True, latent_dim=16, width=32, optimizer=torch.optim.Adam
+        image_size=28,
+        channels=1,
+        num_classes=10,
+        conditional=True,
+        latent_dim=16,
+        width=32,
+        optimizer=torch.optim.Adam,
     ).eval()
-    results = {"n": n, "batch_size": batch_size, "workers": workers, "image_size": 28, "threads": torch.get_num_threads()}
+    results = {
+        "n": n,
+        "batch_size": batch_size,
+        "workers": workers,
+        "image_size": 28,
+        "threads": torch.get_num_threads(),
+    }
     root = Path(tempfile.mkdtemp())
     try:
         for fmt in formats:
             out = root / fmt
-            options = ExportOptions(n=n, out_dir=str(out), batch_size=batch_size, workers=workers, format=fmt, score=False)
+            options = ExportOptions(
+                n=n, out_dir=str(out), batch_size=batch_size, workers=workers, format=fmt, score=False
+            )
             started = time.perf_counter()
             export_dataset(model, [str(i) for i in range(10)], None, options, provenance={})
             seconds = time.perf_counter() - started
@@ -45,7 +61,9 @@ def run(n: int = 20_000, batch_size: int = 1000, workers: int = 2, formats: tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)

@@ -40,9 +40,19 @@ def machine() -> dict:
 def run_all(quick: bool) -> dict:
     started = time.perf_counter()
     steps, warmup, repeats = (30, 10, 1) if quick else (300, 50, 3)
-    results: dict = {"machine": machine(), "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    results: dict = {
+        "machine": machine(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     results["training"] = [
-        training.compare(model, batch_size=128, steps=steps, warmup=warmup, repeats=repeats, threads=torch.get_num_threads())
+        training.compare(
+            model,
+            batch_size=128,
+            steps=steps,
+            warmup=warmup,
+            repeats=repeats,
+            threads=torch.get_num_threads(),
+        )
         for model in ("vae", "dcgan")
     ]
     results["evaluation"] = eval_cost.run(n=500 if quick else 10_000)
@@ -79,7 +89,9 @@ def _fmt(value) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that the harness runs")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()

@@ -20,21 +20,38 @@ COLUMNS = ["test/elbo", "test/nll_iwae", "test/recon", "test/kl", "test/fid", "t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--log-dir", type=Path, default=None, help="where the runs go (default: a temp dir)")
-    parser.add_argument("overrides", nargs="*", help="extra overrides, e.g. trainer.max_epochs=2 for a dry run")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra overrides, e.g. trainer.max_epochs=2 for a dry run"
+    )
     args = parser.parse_args()
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="vae_beta_sweep_"))
     jobs, seconds = run_multirun(["experiment=vae_beta_sweep", *args.overrides], log_dir)
     rows = []
     for job in jobs:
         model = job.config["model"]
-        rows.append({"beta": model["beta"], "latent_dim": model["latent_dim"], **{k: job.metrics.get(k) for k in COLUMNS}})
+        rows.append(
+            {
+                "beta": model["beta"],
+                "latent_dim": model["latent_dim"],
+                **{k: job.metrics.get(k) for k in COLUMNS},
+            }
+        )
     rows.sort(key=lambda r: (r["latent_dim"], r["beta"]))
     data_source = jobs[0].metrics.get("data_source")
-    results = {"machine": machine_description(), "wall_seconds": seconds, "data_source": data_source, "rows": rows}
+    results = {
+        "machine": machine_description(),
+        "wall_seconds": seconds,
+        "data_source": data_source,
+        "rows": rows,
+    }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown_table(["beta", "latent", *COLUMNS], [[r["beta"], r["latent_dim"], *(r[k] for k in COLUMNS)] for r in rows])
+    table = markdown_table(
+        ["beta", "latent", *COLUMNS], [[r["beta"], r["latent_dim"], *(r[k] for k in COLUMNS)] for r in rows]
+    )
     (HERE / "results.md").write_text(table)
     plot(rows, HERE / "rate_distortion.png")
     (HERE / "README.md").write_text(readme(table, results))
@@ -50,10 +67,20 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
     for latent in sorted({r["latent_dim"] for r in rows}):
         part = [r for r in rows if r["latent_dim"] == latent]
-        left.plot([r["test/kl"] for r in part], [r["test/recon"] for r in part], "o-", label=f"latent {latent}")
+        left.plot(
+            [r["test/kl"] for r in part], [r["test/recon"] for r in part], "o-", label=f"latent {latent}"
+        )
         for r in part:
-            left.annotate(f"β={r['beta']:g}", (r["test/kl"], r["test/recon"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        right.plot([r["beta"] for r in part], [r["test/nll_iwae"] for r in part], "o-", label=f"latent {latent}")
+            left.annotate(
+                f"β={r['beta']:g}",
+                (r["test/kl"], r["test/recon"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        right.plot(
+            [r["beta"] for r in part], [r["test/nll_iwae"] for r in part], "o-", label=f"latent {latent}"
+        )
     left.set_xlabel("rate: KL (nats)")
     left.set_ylabel("distortion: -log p(x|z) (nats)")
     left.set_title("rate-distortion")
@@ -76,14 +103,14 @@ Reproduce: `python -m experiments.vae_beta_sweep.run` (it runs
 `python -m src.train -m experiment=vae_beta_sweep`, 12 jobs, and rewrites this file).
 
 Setup: `model=vae` (conv encoder/decoder, width 32, Bernoulli likelihood of binarised pixels),
-`data=mnist` (data source: `{results['data_source']}`), 15 epochs, Adam 1e-3, batch 128, seed
+`data=mnist` (data source: `{results["data_source"]}`), 15 epochs, Adam 1e-3, batch 128, seed
 12345; `beta` in {{0.5, 1, 2, 4}} x `latent_dim` in {{4, 16, 32}}. Scores on the test split of that
 data: ELBO and IWAE negative log-likelihood (K=50) in nats per image; FID / precision / recall in
 the feature space of the framework's domain classifier (`metrics=domain`, 10,000 samples against
 the whole test split; comparable only under the same extractor hash, recorded in each job's
 metrics.json).
 
-Measured on: {results['machine']}. Wall time for the 12 jobs: {results['wall_seconds'] / 60:.1f} min.
+Measured on: {results["machine"]}. Wall time for the 12 jobs: {results["wall_seconds"] / 60:.1f} min.
 
 {table}
 ![rate-distortion](rate_distortion.png)

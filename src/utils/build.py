@@ -88,6 +88,16 @@ def build_run_parts(cfg: DictConfig) -> tuple[Hardware, GenerativeDataModule, Ge
     return hardware, datamodule, model
 
 
+def build_metrics(cfg: DictConfig, datamodule: GenerativeDataModule, hardware: Hardware) -> list[Callback]:
+    """The ``metrics`` callback, prepared: its options checked against the data and its feature
+    extractor loaded (trained on first use) in this process, before any DDP worker starts."""
+    callbacks = build_collection({"metrics": cfg.metrics} if cfg.get("metrics") else None)
+    for callback in callbacks:
+        if hasattr(callback, "prepare"):
+            callback.prepare(datamodule, hardware.device())
+    return callbacks
+
+
 def build_model(cfg: DictConfig, hardware: Hardware) -> GenerativeModule:
     model: GenerativeModule = build(cfg.model)
     model.run_config = OmegaConf.to_container(cfg, resolve=True)

@@ -1,0 +1,332 @@
+"""The Lightning callback behind ``conf/metrics/``: scores generated samples during training and test.
+
+Every ``every_n_epochs`` validation epochs it scores ``n_fake_val`` samples against the val split
+(``val/fid``, ``val/kid``, ...), and at test ``n_fake_test`` against the test split (``test/...``).
+Toy 2-D data get the PacGAN mode statistics instead (``val/modes``, ``val/hq_frac``, ``val/rkl``).
+
+Multi-process runs (DDP) give the numbers of a single process, bit for bit:
+
+* samples are drawn in fixed-size chunks, chunk ``i`` from its own seed; rank ``r`` draws chunks
+  ``r, r + W, ...`` and extracts their features;
+* the chunks' features are gathered on every rank (padded to equal size) and put back in chunk
+  order, so the feature set is the same for any number of processes;
+* rank 0 scores it (the real side lives there) and broadcasts the scores, so every rank logs the
+  same values and ``val/fid`` can drive checkpointing. Every collective runs on all ranks.
+
+The feature extractor must exist before worker processes start: the entry points call
+:meth:`SampleQuality.prepare` in the main process (it trains the domain extractor on first use);
+the workers load it from the cache in ``setup`` and all ranks check that they hold the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
+
+from src.data.base import GenerativeDataModule
+from src.metrics.domain import Arch, TrainingRecipe, load_extractor
+from src.metrics.features import FeatureSet, quantize
+from src.metrics.inception import load_inception, locate_inception_weights
+from src.metrics.modes import PROTOCOL as MODES_PROTOCOL
+from src.metrics.modes import mode_statistics
+from src.metrics.scoring import ScoreOptions, Scorer, chunk_sizes, sample_chunk
+from src.utils.errors import UserError
+from src.utils.logging import get_logger
+from src.utils.types import PositiveFloat, PositiveInt
+
+log = get_logger(__name__)
+
+MODE_SCORES = ("modes", "hq_frac", "rkl")
+
+
+class SampleQuality(pl.Callback):
+    """Sample-quality scores with their protocol (base of :class:`DomainMetrics` and :class:`InceptionMetrics`).
+
+    Args:
+        cache_dir: root of the extractor and real-feature caches (``${paths.cache_dir}``).
+        every_n_epochs: score at the end of every n-th validation epoch.
+        n_fake_val, n_fake_test: generated samples scored at validation and at test.
+        n_points: generated points for the toy 2-D mode statistics (2,500 in the PacGAN protocol).
+        chunk_size: samples per seeded chunk (part of the protocol: changing it changes the samples).
+        batch_size: images per feature-extractor call.
+        seed: evaluation seed (samples, KID subsets, IS splits, train-reference subset).
+        kid, isc, prdc, authenticity, mifid: which scores besides FID.
+        kid_subsets, kid_subset_size: KID's subsets (the size is capped at the sample counts).
+        isc_splits: splits of the Inception Score.
+        pr_k, dc_k: neighbourhood sizes of precision/recall and density/coverage.
+        n_train_reference: training images that authenticity, nearest-neighbour distances and MiFID compare with.
+        mifid_eps: MiFID's cosine-distance threshold.
+    """
+
+    def __init__(
+        self,
+        *,
+        cache_dir: str,
+        every_n_epochs: PositiveInt = 1,
+        n_fake_val: PositiveInt = 2000,
+        n_fake_test: PositiveInt = 10_000,
+        n_points: PositiveInt = 2500,
+        chunk_size: PositiveInt = 500,
+        batch_size: PositiveInt = 500,
+        seed: int = 0,
+        kid: bool = True,
+        isc: bool = True,
+        prdc: bool = True,
+        authenticity: bool = True,
+        mifid: bool = False,
+        kid_subsets: PositiveInt = 100,
+        kid_subset_size: PositiveInt = 1000,
+        isc_splits: PositiveInt = 10,
+        pr_k: PositiveInt = 3,
+        dc_k: PositiveInt = 5,
+        n_train_reference: PositiveInt = 10_000,
+        mifid_eps: PositiveFloat = 0.1,
+    ) -> None:
+        super().__init__()
+        self.cache_dir = cache_dir
+        self.every_n_epochs = every_n_epochs
+        self.n_fake = {"val": n_fake_val, "test": n_fake_test}
+        self.n_points = n_points
+        self.chunk_size = chunk_size
+        self.batch_size = batch_size
+        self.options = ScoreOptions(
+            kid=kid,
+            isc=isc,
+            prdc=prdc,
+            authenticity=authenticity,
+            mifid=mifid,
+            kid_subsets=kid_subsets,
+            kid_subset_size=kid_subset_size,
+            isc_splits=isc_splits,
+            pr_k=pr_k,
+            dc_k=dc_k,
+            n_train_reference=n_train_reference,
+            mifid_eps=mifid_eps,
+            seed=seed,
+        )
+        for stage, n in self.n_fake.items():
+            if n < self.options.min_fake():
+                raise UserError(
+                    f"metrics.n_fake_{stage}={n} is too few for the enabled scores: use at least "
+                    f"{self.options.min_fake()} (precision/recall need pr_k + 1, IS needs isc_splits)."
+                )
+        self.extractor: Any = None
+        self.scorer: Scorer | None = None
+        self.protocol: dict[str, dict[str, Any]] = {}
+        self._logged_protocol: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ extractor
+    def _load_extractor(self, datamodule: GenerativeDataModule, device: torch.device) -> Any:
+        raise NotImplementedError
+
+    def _check_extractor_source(self) -> None:
+        """Cheap checks that every process can run (file paths), before any training."""
+
+    def prepare(self, datamodule: GenerativeDataModule, device: torch.device | str | None = None) -> None:
+        """Checks the data against the options and readies the extractor; call before the Trainer starts.
+
+        On the main process (global rank 0) this trains the domain extractor on first use, so DDP
+        workers find it in the cache. Worker processes only check; they load it in ``setup``.
+        """
+        if datamodule.kind == "points":
+            if getattr(datamodule, "modes", None) is None or getattr(datamodule, "sigma", None) is None:
+                raise UserError(f"data={datamodule.name} holds points without known modes: use metrics=none.")
+            return
+        self._check_extractor_source()
+        self._check_real_sizes(datamodule)
+        if getattr(rank_zero_only, "rank", 0) == 0 and self.extractor is None:
+            self.extractor = self._load_extractor(datamodule, torch.device(device or "cpu"))
+
+    def _check_real_sizes(self, datamodule: GenerativeDataModule) -> None:
+        need = self.options.min_real()
+        for split in ("val", "test") + (("train",) if self.options.uses_train else ()):
+            n = len(datamodule.split(split)[0])
+            if n < need:
+                raise UserError(
+                    f"data={datamodule.name}: the {split} split has {n} images, fewer than the {need} the enabled "
+                    "scores need (k-nearest neighbours with metrics.pr_k/dc_k): use more data, smaller k, or metrics.prdc=false."
+                )
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        datamodule = getattr(trainer, "datamodule", None)
+        if not isinstance(datamodule, GenerativeDataModule):
+            raise UserError(
+                "the metrics callback needs a GenerativeDataModule: pass datamodule= to fit/test."
+            )
+        if stage == "fit":
+            self._check_checkpoint_monitor(trainer, datamodule)
+        if datamodule.kind == "points":
+            self.prepare(datamodule)
+            return
+        device = trainer.strategy.root_device
+        if trainer.global_rank == 0 and self.extractor is None:
+            self.prepare(datamodule, device)
+        # Rank 0 has trained or loaded the extractor; the other ranks load it from the cache after this.
+        trainer.strategy.barrier("genlab-metrics-extractor")
+        if self.extractor is None:
+            self._check_real_sizes(datamodule)
+            self.extractor = self._load_extractor(datamodule, device)
+        self.extractor.to(device)
+        self._check_same_extractor(trainer)
+        if self.scorer is None or self.scorer.extractor is not self.extractor:
+            self.scorer = Scorer(self.extractor, self.options, self.cache_dir, self.batch_size)
+            x = datamodule.split("train")[0]
+            probe = self.scorer.features(torch.zeros(2, *x.shape[1:], dtype=torch.uint8, device=device))
+            self._feature_dim, self._width = probe.features.shape[1], probe.rows().shape[1]
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.evaluate(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.evaluate(trainer, pl_module, "test")
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> dict[str, float]:
+        """Draws, gathers and scores the samples of ``stage``; logs the scores and records the protocol."""
+        datamodule: GenerativeDataModule = trainer.datamodule
+        points = datamodule.kind == "points"
+        n = self.n_points if points else self.n_fake[stage]
+        rows = self._draw_and_gather(trainer, pl_module, chunk_sizes(n, self.chunk_size), points)
+        result: tuple[dict[str, float], dict[str, Any]] | None = None
+        if trainer.global_rank == 0:
+            result = (
+                self._score_points(rows, datamodule, n)
+                if points
+                else self._score_images(rows, datamodule, stage, n)
+            )
+        # Every rank takes part in the broadcast; only rank 0 has something to send.
+        scores, protocol = trainer.strategy.broadcast(result, src=0)
+        for name, value in scores.items():
+            # Identical on every rank already; a "max" sync keeps them exact (a mean could round).
+            pl_module.log(f"{stage}/{name}", value, on_epoch=True, sync_dist=True, reduce_fx="max")
+        self.protocol[stage] = protocol
+        self._log_protocol(trainer, stage, protocol)
+        return scores
+
+    def _draw_and_gather(self, trainer: pl.Trainer, pl_module: Any, sizes: list[int], points: bool) -> Tensor:
+        """The rows (features or points) of every chunk, drawn across ranks, in chunk order on every rank."""
+        world, rank = trainer.world_size, trainer.global_rank
+        device = pl_module.device
+        width = int(pl_module.point_dim) if points else self._width
+        buffer = torch.zeros(math.ceil(len(sizes) / world), max(sizes), width, device=device)
+        for slot, index in enumerate(range(rank, len(sizes), world)):
+            samples = sample_chunk(pl_module.sample, index, sizes[index], self.options.seed, device)
+            rows = samples.float() if points else self.scorer.features(quantize(samples)).rows()
+            buffer[slot, : sizes[index]] = rows
+        # Ranks with fewer chunks send zero padding; it is cut away below.
+        gathered = trainer.strategy.all_gather(buffer) if world > 1 else buffer.unsqueeze(0)
+        return torch.cat([gathered[i % world, i // world, :size] for i, size in enumerate(sizes)]).cpu()
+
+    def _score_images(
+        self, rows: Tensor, datamodule: GenerativeDataModule, stage: str, n: int
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        # Each stage is scored against the split of its name: val at validation, test at test.
+        scores = self.scorer.score(FeatureSet.from_rows(rows, self._feature_dim), datamodule, stage)
+        return scores, self.scorer.protocol(datamodule, stage, n, chunk_size=self.chunk_size)
+
+    def _score_points(
+        self, rows: Tensor, datamodule: GenerativeDataModule, n: int
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        protocol = {
+            "protocol": MODES_PROTOCOL,
+            "dataset": datamodule.name,
+            "n_fake": n,
+            "n_modes": len(datamodule.modes),
+            "sigma": datamodule.sigma,
+            "hq_sigmas": 3.0,
+            "seed": self.options.seed,
+            "chunk_size": self.chunk_size,
+        }
+        return mode_statistics(rows, datamodule.modes, datamodule.sigma), protocol
+
+    # ------------------------------------------------------------------ checks and records
+    def _check_same_extractor(self, trainer: pl.Trainer) -> None:
+        if trainer.world_size == 1:
+            return
+        code = torch.tensor(int(self.extractor.weights_sha256[:15], 16), device=trainer.strategy.root_device)
+        codes = trainer.strategy.all_gather(code)
+        if bool((codes != codes.flatten()[0]).any()):
+            raise UserError(
+                "the processes of this run hold different feature extractors: put paths.cache_dir on a filesystem "
+                "that every node shares (or run python -m src.train_evaluator there first)."
+            )
+
+    def _check_checkpoint_monitor(self, trainer: pl.Trainer, datamodule: GenerativeDataModule) -> None:
+        """A checkpoint monitoring one of these scores must look only at epochs that have it."""
+        if self.every_n_epochs == 1:
+            return
+        names = MODE_SCORES if datamodule.kind == "points" else Scorer.names(self.options)
+        for checkpoint in trainer.checkpoint_callbacks:
+            monitor = getattr(checkpoint, "monitor", None)
+            every = getattr(checkpoint, "_every_n_epochs", 1)
+            if monitor in {f"val/{name}" for name in names} and every % self.every_n_epochs:
+                raise UserError(
+                    f"the checkpoint monitor {monitor} is scored every metrics.every_n_epochs={self.every_n_epochs} "
+                    f"epochs, but checkpoints are considered every {every}: set "
+                    f"callbacks.model_checkpoint.every_n_epochs={self.every_n_epochs}."
+                )
+
+    def _log_protocol(self, trainer: pl.Trainer, stage: str, protocol: dict[str, Any]) -> None:
+        """Sends the protocol to the loggers once per stage (loggers write on rank 0 only)."""
+        if self._logged_protocol.get(stage) == protocol:
+            return
+        self._logged_protocol[stage] = protocol
+        flat = {
+            f"protocol/{stage}/{k}": (v if isinstance(v, int | float | str) else str(v))
+            for k, v in protocol.items()
+        }
+        for logger in trainer.loggers:
+            logger.log_hyperparams(flat)
+
+
+class DomainMetrics(SampleQuality):
+    """Scores in the feature space of the framework's own classifier (``metrics=domain``, the default).
+
+    Args:
+        extractor_arch: ``auto`` (LeNet-like up to 28 px, small ResNet above), ``lenet`` or ``resnet``.
+        extractor_epochs, extractor_seed: its training; with the data they key its cache entry.
+        **kwargs: the options of :class:`SampleQuality`.
+    """
+
+    def __init__(
+        self,
+        *,
+        extractor_arch: Arch = "auto",
+        extractor_epochs: PositiveInt = 10,
+        extractor_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.extractor_arch = extractor_arch
+        self.recipe = TrainingRecipe(epochs=extractor_epochs, seed=extractor_seed)
+
+    def _load_extractor(self, datamodule: GenerativeDataModule, device: torch.device) -> Any:
+        return load_extractor(datamodule, self.cache_dir, self.extractor_arch, self.recipe, device)
+
+
+class InceptionMetrics(SampleQuality):
+    """Scores in torch-fidelity's Inception-v3 feature space (``metrics=inception``).
+
+    Args:
+        inception_weights: path of ``weights-inception-2015-12-05-6726825d.pth``; ``None`` looks in
+            the torch hub cache and downloads it there when possible.
+        **kwargs: the options of :class:`SampleQuality`.
+    """
+
+    def __init__(self, *, inception_weights: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inception_weights = inception_weights
+
+    def _check_extractor_source(self) -> None:
+        locate_inception_weights(self.inception_weights)
+
+    def _load_extractor(self, datamodule: GenerativeDataModule, device: torch.device) -> Any:
+        return load_inception(self.inception_weights, device)

@@ -1,0 +1,291 @@
+"""Scoring generated images against a real split, outside Lightning and inside it.
+
+:class:`Scorer` holds one feature extractor and everything computed on the real side (features,
+FID statistics, k-NN radii, the training reference); :func:`score_samples` is the one-call API for
+scripts (score exported images, or a model's ``sample``), and the Lightning callback uses the same
+pieces, so both give the same numbers for the same settings.
+
+Generated samples are drawn in fixed-size chunks, chunk ``i`` from a generator seeded with
+:func:`chunk_seed` ``(seed, i)``: the sample set depends on the seed and the chunk size only, not on
+how many processes drew it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from src.data.base import GenerativeDataModule
+from src.metrics.features import FeatureSet, RealFeatureCache, extract_features, quantize
+from src.metrics.fidelity import (
+    fid_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_distance,
+    knn_radii,
+    precision_recall_density_coverage,
+)
+from src.metrics.memorization import TrainReference, authenticity, mifid, nearest_neighbour_distances
+from src.utils.errors import UserError
+
+# ``sampler(n, generator)`` -> ``n`` images in ``[0, 1]``, e.g. ``GenerativeModule.sample``.
+Sampler = Callable[..., Tensor]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Which scores, and their parameters (the protocol records all of them)."""
+
+    kid: bool = True
+    isc: bool = True
+    prdc: bool = True
+    authenticity: bool = True
+    mifid: bool = False
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    isc_splits: int = 10
+    pr_k: int = 3
+    dc_k: int = 5
+    n_train_reference: int = 10_000
+    mifid_eps: float = 0.1
+    seed: int = 0
+
+    @property
+    def uses_train(self) -> bool:
+        return self.authenticity or self.mifid
+
+    def min_fake(self) -> int:
+        """The fewest generated samples every enabled score is defined for."""
+        return max(2, self.pr_k + 1 if self.prdc else 2, self.isc_splits if self.isc else 2)
+
+    def min_real(self) -> int:
+        return max(2, max(self.pr_k, self.dc_k) + 1 if self.prdc else 2)
+
+
+@dataclass
+class RealSide:
+    """What the scores need from one real split; computed once and reused."""
+
+    features: FeatureSet
+    fid_stats: dict[str, Any]
+    radii: dict[int, Tensor] | None
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """A well-mixed seed for chunk ``index`` (``seed + index`` would make runs with adjacent seeds share chunks)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def chunk_sizes(n: int, chunk_size: int) -> list[int]:
+    return [min(chunk_size, n - start) for start in range(0, n, chunk_size)]
+
+
+def sample_chunk(sampler: Sampler, index: int, size: int, seed: int, device: torch.device) -> Tensor:
+    """Chunk ``index`` of the generated set: ``size`` samples from their own seeded generator."""
+    generator = torch.Generator(device=device).manual_seed(chunk_seed(seed, index))
+    return sampler(size, generator=generator)
+
+
+class Scorer:
+    """Scores generated feature sets against the splits of one data module in one feature space.
+
+    Args:
+        extractor: a domain or Inception extractor (``weights_sha256``, ``describe()``, torch-fidelity
+            ``FeatureExtractorBase`` interface).
+        options: which scores and their parameters.
+        cache_dir: root of the on-disk real-feature cache (``None``: memory only).
+        batch_size: images per extractor call.
+    """
+
+    def __init__(
+        self,
+        extractor: Any,
+        options: ScoreOptions | None = None,
+        cache_dir: str | Path | None = None,
+        batch_size: int = 500,
+    ) -> None:
+        self.extractor = extractor
+        self.options = options or ScoreOptions()
+        if self.options.isc and not extractor.has_class_logits:
+            # A rotation-trained extractor's logits are not classes: IS means nothing there.
+            self.options = ScoreOptions(**{**asdict(self.options), "isc": False})
+        self.batch_size = batch_size
+        self.real_features = RealFeatureCache(cache_dir)
+        self._real: dict[tuple[str, str], RealSide] = {}
+        self._train: dict[str, TrainReference] = {}
+
+    # ------------------------------------------------------------------ real side
+    def real_side(self, datamodule: GenerativeDataModule, split: str) -> RealSide:
+        key = (split, datamodule.fingerprint(split))
+        if key not in self._real:
+            features = self.real_features.get(self.extractor, datamodule, split, self.batch_size)
+            radii = None
+            if self.options.prdc:
+                radii = knn_radii(features.features, (self.options.pr_k, self.options.dc_k))
+            self._real[key] = RealSide(features, fid_statistics(features.features), radii)
+        return self._real[key]
+
+    def train_reference(self, datamodule: GenerativeDataModule) -> TrainReference:
+        fingerprint = datamodule.fingerprint("train")
+        if fingerprint not in self._train:
+            features = self.real_features.get(
+                self.extractor,
+                datamodule,
+                "train",
+                self.batch_size,
+                limit=self.options.n_train_reference,
+                subset_seed=self.options.seed,
+            )
+            self._train[fingerprint] = TrainReference.from_features(features.features)
+        return self._train[fingerprint]
+
+    # ------------------------------------------------------------------ fake side
+    def features(self, images: Tensor) -> FeatureSet:
+        """Features of ``uint8`` images, on the extractor's device."""
+        return extract_features(self.extractor, images, self.batch_size, to_cpu=False)
+
+    # ------------------------------------------------------------------ scores
+    def score(self, fake: FeatureSet, datamodule: GenerativeDataModule, split: str) -> dict[str, float]:
+        """Every enabled score of ``fake`` against ``split`` (FID always)."""
+        opts = self.options
+        fake = FeatureSet(fake.features.cpu(), None if fake.logits is None else fake.logits.cpu())
+        if len(fake) < opts.min_fake():
+            raise UserError(
+                f"{len(fake)} generated samples are too few for these scores: use at least {opts.min_fake()}."
+            )
+        real = self.real_side(datamodule, split)
+        scores = {"fid": frechet_distance(fid_statistics(fake.features), real.fid_stats)}
+        if opts.kid:
+            scores["kid"], scores["kid_std"] = kernel_distance(
+                fake.features, real.features.features, opts.kid_subsets, opts.kid_subset_size, opts.seed
+            )
+        if opts.isc and fake.logits is not None:
+            scores["is"], scores["is_std"] = inception_score(fake.logits, opts.isc_splits, opts.seed)
+        if opts.prdc:
+            scores.update(
+                precision_recall_density_coverage(
+                    fake.features, real.features.features, opts.pr_k, opts.dc_k, real_radii=real.radii
+                )
+            )
+        if opts.uses_train:
+            train = self.train_reference(datamodule)
+            if opts.authenticity:
+                scores["authenticity"] = authenticity(fake.features, train)
+                scores.update(
+                    nearest_neighbour_distances(fake.features, train.features, real.features.features)
+                )
+            if opts.mifid:
+                scores["mifid"] = mifid(scores["fid"], fake.features, train.features, opts.mifid_eps)
+        return scores
+
+    def protocol(
+        self, datamodule: GenerativeDataModule, split: str, n_fake: int, **generation: Any
+    ) -> dict[str, Any]:
+        """How the scores of ``split`` were computed: extractor and hash, sample counts, seeds, parameters."""
+        opts = self.options
+        n_real = len(datamodule.split(split)[0])
+        protocol: dict[str, Any] = {
+            **self.extractor.describe(),
+            "dataset": datamodule.name,
+            "split": split,
+            "split_fingerprint": datamodule.fingerprint(split),
+            "n_real": n_real,
+            "n_fake": n_fake,
+            "seed": opts.seed,
+            **generation,
+            "fake_pixels": "uint8, round(255 x)",
+            "scores": self.score_names(),
+        }
+        if opts.kid:
+            protocol.update(
+                kid_subsets=opts.kid_subsets, kid_subset_size=min(opts.kid_subset_size, n_fake, n_real)
+            )
+        if opts.isc:
+            protocol["is_splits"] = min(opts.isc_splits, n_fake)
+        if opts.prdc:
+            protocol.update(pr_k=opts.pr_k, dc_k=opts.dc_k)
+        if opts.uses_train:
+            protocol["n_train_reference"] = min(opts.n_train_reference, len(datamodule.split("train")[0]))
+        if opts.mifid:
+            protocol["mifid_eps"] = opts.mifid_eps
+        return protocol
+
+    def score_names(self) -> list[str]:
+        """The names :meth:`score` returns, in order."""
+        return self.names(self.options)
+
+    @staticmethod
+    def names(opts: ScoreOptions) -> list[str]:
+        names = ["fid"]
+        names += ["kid", "kid_std"] if opts.kid else []
+        names += ["is", "is_std"] if opts.isc else []
+        names += ["precision", "recall", "density", "coverage"] if opts.prdc else []
+        names += ["authenticity", "nn_train", "nn_heldout"] if opts.authenticity else []
+        names += ["mifid"] if opts.mifid else []
+        return names
+
+
+def score_samples(
+    fake: Tensor | Sampler,
+    datamodule: GenerativeDataModule,
+    split: str = "test",
+    *,
+    extractor: Any = None,
+    cache_dir: str | Path | None = None,
+    n_fake: int = 10_000,
+    chunk_size: int = 500,
+    options: ScoreOptions | None = None,
+    batch_size: int = 500,
+    device: torch.device | str | None = None,
+    scorer: Scorer | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Scores generated images against a real split; returns ``(scores, protocol)``.
+
+    Args:
+        fake: ``uint8`` images ``(N, C, H, W)`` (an exported dataset), float images in ``[0, 1]``
+            (quantised as a PNG would be), or a sampler ``f(n, generator=g)`` returning ``[0, 1]``
+            images, such as a model's ``sample``: then ``n_fake`` images are drawn in chunks of
+            ``chunk_size`` with seeds from ``options.seed``, as the training callback draws them.
+        datamodule: the real data (set up on first use).
+        split: the real split to compare with ("test" for final numbers).
+        extractor: defaults to the domain extractor of ``datamodule`` (trained and cached under
+            ``cache_dir`` on first use).
+        scorer: reuse one :class:`Scorer` across calls to keep the real side in memory.
+
+    Example::
+
+        scores, protocol = score_samples(model.sample, datamodule, "test", cache_dir=".cache/genlab")
+    """
+    device = torch.device(device or "cpu")
+    if scorer is None:
+        if extractor is None:
+            if cache_dir is None:
+                raise UserError(
+                    "score_samples needs cache_dir (where the domain extractor is kept) or an extractor."
+                )
+            from src.metrics.domain import load_extractor
+
+            extractor = load_extractor(datamodule, cache_dir, device=device)
+        scorer = Scorer(extractor, options, cache_dir, batch_size)
+    generation: dict[str, Any] = {}
+    if callable(fake) and not isinstance(fake, Tensor):
+        parts = [
+            scorer.features(quantize(sample_chunk(fake, i, size, scorer.options.seed, device)))
+            for i, size in enumerate(chunk_sizes(n_fake, chunk_size))
+        ]
+        features = FeatureSet(
+            torch.cat([p.features for p in parts]),
+            torch.cat([p.logits for p in parts]) if parts and parts[0].logits is not None else None,
+        )
+        generation = {"chunk_size": chunk_size, "chunk_seeds": "SeedSequence([seed, chunk index])"}
+    else:
+        images = fake if fake.dtype == torch.uint8 else quantize(fake)
+        features = scorer.features(images)
+    scores = scorer.score(features, datamodule, split)
+    return scores, scorer.protocol(datamodule, split, len(features), **generation)
