@@ -109,8 +109,9 @@ def train(cfg: DictConfig) -> TaskResult:
             checkpoint = read_checkpoint(best)
             model.load_state_dict(checkpoint["state_dict"])
             model.on_load_checkpoint(checkpoint)
+            metrics = next((c for c in callbacks if hasattr(c, "extractor")), None)
             out_dir, manifest = export_from_run(
-                TrainedRun(cfg, hardware, datamodule, model), best, export, trainer.loggers
+                TrainedRun(cfg, hardware, datamodule, model), best, export, trainer.loggers, metrics
             )
             result.protocol["export"] = {"out_dir": str(out_dir), **manifest.get("score_protocol", {})}
         failed = False
