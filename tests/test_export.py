@@ -201,3 +201,34 @@ def test_wandb_offline_run_records_the_dataset_artifact(make_cfg, trained_checkp
     assert [(a.type, a.name) for a in artifacts] == [("dataset", "synthetic-art")]
     metadata = json.loads(artifacts[0].metadata)
     assert metadata["n"] == 30 and metadata["label_source"] == "conditional"
+
+
+def test_utility_report_trains_on_synthetic_real_and_both(make_cfg, trained_checkpoints, tmp_path) -> None:
+    from src.evaluate_dataset import evaluate_dataset
+
+    out = tmp_path / "cvae_set"
+    export(make_cfg, trained_checkpoints["cvae"], out, "n=80")
+    cfg = make_cfg(
+        "evaluate_dataset",
+        [f"synthetic={out}", "data.source=files", "hardware=cpu", "classifier.epochs=2", "scores=false"],
+    )
+    result = evaluate_dataset(cfg)
+    report = json.loads((tmp_path / "cvae_set.report.json").read_text())
+    accuracy = report["utility"]["accuracy"]
+    assert set(accuracy) == {"synthetic", "real", "real+synthetic"}
+    assert all(0.0 <= value <= 1.0 for value in accuracy.values())
+    assert report["utility"]["n_synthetic"] == 80 and report["utility"]["n_real"] == 80
+    assert result.metrics["utility/cas_ratio"] == pytest.approx(accuracy["synthetic"] / accuracy["real"])
+    assert "| synthetic only (CAS) | 80 |" in (tmp_path / "cvae_set.report.md").read_text()
+    assert verify_dataset(out) == []  # the report sits beside the dataset, not inside it
+
+
+def test_utility_report_refuses_a_tampered_dataset(make_cfg, trained_checkpoints, tmp_path) -> None:
+    from src.evaluate_dataset import evaluate_dataset
+
+    out = tmp_path / "set"
+    export(make_cfg, trained_checkpoints["cvae"], out)
+    (out / "data.npz").write_bytes(b"tampered")
+    cfg = make_cfg("evaluate_dataset", [f"synthetic={out}", "data.source=files", "hardware=cpu"])
+    with pytest.raises(UserError, match=r"fails verification.*altered: data\.npz"):
+        evaluate_dataset(cfg)

@@ -360,8 +360,50 @@ def train_extractor(
     x, y = datamodule.split("train")
     channels, size = int(x.shape[1]), int(x.shape[-1])
     num_outputs = data_classes(datamodule) if task == "classes" else 4
-    shift = max(1, round(recipe.max_shift * size / 28)) if recipe.max_shift else 0
     started = time.perf_counter()
+    network = fit_classifier(x, y, arch, num_outputs, recipe, device, task)
+    accuracy = {
+        split: classifier_accuracy(network, *datamodule.split(split), device, recipe.seed, task)
+        for split in ("val", "test")
+    }
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    meta = {
+        "arch": arch,
+        "task": task,
+        "channels": channels,
+        "image_size": size,
+        "num_outputs": num_outputs,
+        "class_names": list(datamodule.class_names) if task == "classes" else ["0", "90", "180", "270"],
+        "dataset": datamodule.name,
+        "data_source": datamodule.data_source,
+        "train_fingerprint": datamodule.fingerprint("train"),
+        "n_train": len(x),
+        "recipe": asdict(recipe),
+        "val_accuracy": accuracy["val"],
+        "test_accuracy": accuracy["test"],
+        "train_seconds": time.perf_counter() - started,
+        "sha256": state_dict_sha256(state),
+    }
+    return {"meta": meta, "state_dict": state}
+
+
+def fit_classifier(
+    x: Tensor,
+    y: Tensor,
+    arch: str,
+    num_outputs: int,
+    recipe: TrainingRecipe,
+    device: torch.device,
+    task: Task = "classes",
+) -> nn.Module:
+    """Trains the domain network on ``uint8`` images ``x`` with labels ``y`` (or on their rotations).
+
+    The same network and recipe serve the feature extractor and the Classification Accuracy
+    Score of exported datasets. Training uses its own random streams: the caller's RNG state is
+    left as it was.
+    """
+    channels, size = int(x.shape[1]), int(x.shape[-1])
+    shift = max(1, round(recipe.max_shift * size / 28)) if recipe.max_shift else 0
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(recipe.seed)
@@ -387,29 +429,7 @@ def train_extractor(
                 optimizer.step()
                 schedule.step()
         network.eval()
-        accuracy = {
-            split: _accuracy(network, *datamodule.split(split), task, device, recipe.seed)
-            for split in ("val", "test")
-        }
-    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
-    meta = {
-        "arch": arch,
-        "task": task,
-        "channels": channels,
-        "image_size": size,
-        "num_outputs": num_outputs,
-        "class_names": list(datamodule.class_names) if task == "classes" else ["0", "90", "180", "270"],
-        "dataset": datamodule.name,
-        "data_source": datamodule.data_source,
-        "train_fingerprint": datamodule.fingerprint("train"),
-        "n_train": len(x),
-        "recipe": asdict(recipe),
-        "val_accuracy": accuracy["val"],
-        "test_accuracy": accuracy["test"],
-        "train_seconds": time.perf_counter() - started,
-        "sha256": state_dict_sha256(state),
-    }
-    return {"meta": meta, "state_dict": state}
+    return network
 
 
 def random_shift(x: Tensor, shift: int, generator: torch.Generator) -> Tensor:
@@ -447,7 +467,10 @@ def _task_batch(x: Tensor, y: Tensor, task: Task, generator: torch.Generator) ->
 
 
 @torch.no_grad()
-def _accuracy(network: nn.Module, x: Tensor, y: Tensor, task: Task, device: torch.device, seed: int) -> float:
+def classifier_accuracy(
+    network: nn.Module, x: Tensor, y: Tensor, device: torch.device, seed: int = 0, task: Task = "classes"
+) -> float:
+    """Top-1 accuracy of ``network`` on ``uint8`` images ``x`` (labels ``y``, or rotations)."""
     generator = torch.Generator().manual_seed(seed)
     correct = 0
     for xb, yb in zip(x.cpu().split(1000), y.cpu().split(1000)):

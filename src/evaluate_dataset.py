@@ -1,0 +1,135 @@
+"""Utility report: ``python -m src.evaluate_dataset synthetic=<dir> data=mnist``.
+
+Verifies the exported dataset, trains the framework's domain classifier on (a) the synthetic
+images, (b) as many real ones, (c) both, tests each on the real test split (Classification
+Accuracy Score), scores the set's fidelity and memorization against the real data, and writes
+``<dir>.report.json`` and ``<dir>.report.md`` beside the dataset (and ``metrics.json`` in the run
+directory, and the figures to the logger).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from omegaconf import DictConfig
+
+from src.export.reader import read_export
+from src.export.utility import classification_accuracy_score
+from src.logger import finish_wandb_runs
+from src.metrics import ScoreOptions, score_samples
+from src.metrics.domain import TrainingRecipe
+from src.utils.build import build_collection, build_datamodule, build_hardware
+from src.utils.config_check import check_callable_args, check_config
+from src.utils.entry import hydra_task
+from src.utils.errors import UserError
+from src.utils.run import TaskResult
+from src.utils.types import PositiveInt
+
+
+def evaluate_dataset_options(
+    synthetic: str, scores: bool, arch: Literal["auto", "lenet", "resnet"], epochs: PositiveInt, seed: int
+) -> None:
+    """The options of ``conf/evaluate_dataset.yaml``."""
+
+
+def evaluate_dataset(cfg: DictConfig) -> TaskResult:
+    check_callable_args(
+        evaluate_dataset_options,
+        {"synthetic": cfg.synthetic, "scores": cfg.scores, **cfg.classifier},
+        path="",
+    )
+    check_config(cfg, ("hardware", "data", "logger"))
+    root = Path(cfg.synthetic).expanduser()
+    exported = read_export(root)
+    if not exported.labelled:
+        raise UserError(
+            f"synthetic={root} has no labels (label_source={exported.manifest.get('label_source')}): the "
+            "Classification Accuracy Score needs a conditional model's export or pseudo-labels."
+        )
+    hardware = build_hardware(cfg)
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup()
+    recipe = TrainingRecipe(epochs=cfg.classifier.epochs, seed=cfg.classifier.seed)
+    utility = classification_accuracy_score(
+        (exported.images, exported.labels), datamodule, recipe, cfg.classifier.arch, hardware.device()
+    )
+    report: dict[str, Any] = {
+        "synthetic": str(root.resolve()),
+        "label_source": exported.manifest.get("label_source"),
+        "checkpoint": exported.manifest.get("checkpoint"),
+        "data": datamodule.describe(),
+        "utility": utility,
+    }
+    if cfg.scores:
+        scores, protocol = score_samples(
+            exported.images,
+            datamodule,
+            "test",
+            cache_dir=cfg.paths.cache_dir,
+            options=ScoreOptions(),
+            device=hardware.device(),
+        )
+        report["scores"], report["score_protocol"] = scores, protocol
+    write_report(root, report)
+
+    metrics = flat_report(report)
+    loggers = build_collection(cfg.get("logger"))
+    try:
+        for logger in loggers:
+            logger.log_hyperparams({"report": report})
+            logger.log_metrics(metrics)
+    finally:
+        finish_wandb_runs(loggers, failed=False)
+    return TaskResult(
+        metrics=metrics, protocol=report.get("score_protocol", {}), data_source=datamodule.data_source
+    )
+
+
+def flat_report(report: dict[str, Any]) -> dict[str, float]:
+    utility = report["utility"]
+    metrics = {
+        f"utility/accuracy_{name.replace('+', '_')}": value for name, value in utility["accuracy"].items()
+    }
+    metrics["utility/cas_ratio"] = utility["cas_ratio"]
+    metrics["utility/augmentation_gain"] = utility["augmentation_gain"]
+    metrics.update({f"scores/{name}": value for name, value in report.get("scores", {}).items()})
+    return {k: v for k, v in metrics.items() if v is not None}
+
+
+def write_report(root: Path, report: dict[str, Any]) -> tuple[Path, Path]:
+    """``<root>.report.json`` and ``<root>.report.md`` (siblings: the dataset's checksums stay valid)."""
+    json_path = root.parent / f"{root.name}.report.json"
+    md_path = root.parent / f"{root.name}.report.md"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    utility = report["utility"]
+    acc = utility["accuracy"]
+    lines = [
+        f"# Utility of `{root.name}`",
+        "",
+        f"Labels: {report['label_source']}. Classifier: {utility['classifier']['arch']}, "
+        f"{utility['classifier']['recipe']['epochs']} epochs; tested on the real test split ({utility['n_test']} images).",
+        "",
+        "| trained on | images | test accuracy |",
+        "|---|---|---|",
+        f"| synthetic only (CAS) | {utility['n_synthetic']} | {acc['synthetic']:.4f} |",
+        f"| real only | {utility['n_real']} | {acc['real']:.4f} |",
+        f"| real + synthetic | {utility['n_real'] + utility['n_synthetic']} | {acc['real+synthetic']:.4f} |",
+        "",
+        f"CAS / real accuracy: **{utility['cas_ratio']:.3f}**; augmentation gain: **{utility['augmentation_gain']:+.4f}**.",
+    ]
+    if "scores" in report:
+        lines += ["", "| score (vs real test split) | value |", "|---|---|"]
+        lines += [f"| {name} | {value:.4g} |" for name, value in report["scores"].items()]
+        lines += ["", f"Protocol: extractor `{report['score_protocol'].get('extractor')}` "
+                      f"sha256 `{str(report['score_protocol'].get('extractor_sha256'))[:12]}`."]  # fmt: skip
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path
+
+
+main = hydra_task("evaluate_dataset")(evaluate_dataset)
+
+if __name__ == "__main__":
+    main()
