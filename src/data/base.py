@@ -83,9 +83,10 @@ class GenerativeDataModule(pl.LightningDataModule):
             for name in SPLITS:
                 if name not in self._splits or len(self._splits[name][0]) == 0:
                     raise UserError(f"data={self.name}: the {name} split is empty; give the dataset more samples or change the split fractions.")
-            self._check_batch_size()
             sizes = ", ".join(f"{k}={len(v[0])}" for k, v in self._splits.items())
             log.info(f"data={self.name} ({self.data_source}): {sizes}")
+        # Every call: the metrics may load the data before the Trainer exists (world size 1).
+        self._check_batch_size()
         device = self._target_device()
         if device is not None and self._splits["train"][0].device != device:
             self._splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self._splits.items()}
