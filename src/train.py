@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> TaskResult:
     callbacks = build_collection(cfg.get("callbacks")) + build_collection(
         {"metrics": cfg.metrics} if cfg.get("metrics") else None
     )
-    trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")))
+    trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")), model)
     log_hyperparameters(trainer, cfg, model)
 
     result = TaskResult(data_source=datamodule.data_source)
