@@ -27,7 +27,7 @@ def evaluate(cfg: DictConfig) -> TaskResult:
     run = load_trained_run(cfg, cfg.ckpt_path)
     run_cfg, datamodule, model = run.run_cfg, run.datamodule, run.model
     callbacks = build_metrics(run_cfg, datamodule, run.hardware)
-    trainer = build_trainer(run_cfg, run.hardware, callbacks, build_collection(run_cfg.get("logger")))
+    trainer = build_trainer(run_cfg, run.hardware, callbacks, build_collection(run_cfg.get("logger")), model)
     try:
         results = trainer.test(model, datamodule=datamodule)
     finally:

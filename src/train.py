@@ -81,7 +81,7 @@ def train(cfg: DictConfig) -> TaskResult:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     hardware, datamodule, model = build_run_parts(cfg)
     callbacks = build_collection(cfg.get("callbacks")) + build_metrics(cfg, datamodule, hardware)
-    trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")))
+    trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")), model)
     log_hyperparameters(trainer, cfg, model)
 
     result = TaskResult(data_source=datamodule.data_source)

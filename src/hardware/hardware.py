@@ -7,6 +7,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.strategies import Strategy
 
+from src.hardware.strategies import search_unused_parameters
 from src.utils.errors import UserError
 from src.utils.types import PositiveInt
 
@@ -90,6 +91,10 @@ class Hardware:
         torch.set_float32_matmul_precision(self.matmul_precision)
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        if getattr(model, "needs_unused_parameter_search", False):
+            # A model whose backward passes each reach only some parameters (GANs) declares it;
+            # the others keep the cheaper find_unused_parameters=False of conf/hardware/ddp*.yaml.
+            self.strategy = search_unused_parameters(self.strategy)
         if self.channels_last:
             model.memory_format = torch.channels_last
             model.to(memory_format=torch.channels_last)

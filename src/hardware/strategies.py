@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 
 import torch
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, Strategy, StrategyRegistry
 from lightning.pytorch.strategies.launchers import subprocess_script
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
@@ -101,3 +101,23 @@ class HydraDDPStrategy(DDPStrategy):
         super()._configure_launcher()
         if isinstance(self._launcher, _SubprocessScriptLauncher):
             self._launcher = HydraJobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
+
+def search_unused_parameters(strategy: str | Strategy) -> str | Strategy:
+    """``strategy`` with DDP's ``find_unused_parameters=True`` (other strategies unchanged).
+
+    For models whose backward passes each reach only part of the parameters (a GAN's
+    discriminator update does not reach the generator, its generator update freezes the
+    discriminator): with ``find_unused_parameters=False`` DDP's reducer waits for a gradient of
+    every parameter and fails. The search marks the parameters a backward pass cannot reach as
+    ready at its start, at the cost of one traversal of the autograd graph per backward.
+    """
+    if isinstance(strategy, DDPStrategy):
+        strategy._ddp_kwargs["find_unused_parameters"] = True
+    elif isinstance(strategy, str) and strategy.startswith("ddp"):
+        name = strategy.removesuffix("_find_unused_parameters_false").removesuffix(
+            "_find_unused_parameters_true"
+        )
+        if f"{name}_find_unused_parameters_true" in StrategyRegistry:
+            return f"{name}_find_unused_parameters_true"
+    return strategy

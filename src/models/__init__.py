@@ -1,6 +1,7 @@
 """Generative models (``conf/model/``): LightningModules sharing the ``GenerativeModule`` surface."""
 
 from src.models.base import GenerativeModule
+from src.models.gan import GanModule
 from src.models.vae import VaeModule
 
-__all__ = ["GenerativeModule", "VaeModule"]
+__all__ = ["GanModule", "GenerativeModule", "VaeModule"]

@@ -119,9 +119,12 @@ class GenerativeModule(pl.LightningModule):
             labels = self.sample_labels(n, generator)
         return self.to_unit(self._generate(n, labels, generator).float())
 
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Standard-normal latent codes ``(n, latent_dim)`` on the model's device."""
+        return torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+
     def _generate(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        return self.generate_from_latent(z, labels)
+        return self.generate_from_latent(self.sample_latents(n, generator), labels)
 
     def generate_from_latent(self, z: Tensor, labels: Tensor | None) -> Tensor:
         """Latent codes ``(n, latent_dim)`` -> samples in the model's output range."""

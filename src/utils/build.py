@@ -105,9 +105,35 @@ def build_model(cfg: DictConfig, hardware: Hardware) -> GenerativeModule:
 
 
 def build_trainer(
-    cfg: DictConfig, hardware: Hardware, callbacks: list[Callback], loggers: list[Logger]
+    cfg: DictConfig,
+    hardware: Hardware,
+    callbacks: list[Callback],
+    loggers: list[Logger],
+    model: pl.LightningModule | None = None,
 ) -> pl.Trainer:
-    return build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **hardware.trainer_kwargs())
+    kwargs: dict[str, Any] = {}
+    if model is not None and not model.automatic_optimization:
+        kwargs = _hand_loop_settings_to_model(cfg.trainer, model)
+    return build(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **hardware.trainer_kwargs(), **kwargs
+    )
+
+
+def _hand_loop_settings_to_model(trainer_cfg: DictConfig, model: pl.LightningModule) -> dict[str, Any]:
+    """Trainer overrides for models that step their own optimizers (GANs).
+
+    Lightning's Trainer refuses ``gradient_clip_val`` with manual optimization, yet clipping is a
+    training-loop setting (``trainer.gradient_clip_val``) whatever the model: the value goes to
+    the model, which clips before each of its updates, and the Trainer gets none.
+    """
+    if trainer_cfg.get("accumulate_grad_batches", 1) != 1:
+        raise UserError(
+            f"model={getattr(model, 'model_name', 'this model')} makes its own optimizer steps and cannot "
+            "accumulate gradients: remove trainer.accumulate_grad_batches (raise data.batch_size instead)."
+        )
+    model.gradient_clip_val = trainer_cfg.get("gradient_clip_val")
+    model.gradient_clip_algorithm = trainer_cfg.get("gradient_clip_algorithm") or "norm"
+    return {"gradient_clip_val": None}
 
 
 def log_hyperparameters(trainer: pl.Trainer, cfg: DictConfig, model: pl.LightningModule) -> None:
@@ -126,6 +152,19 @@ def collect_protocol(trainer: pl.Trainer) -> dict[str, Any]:
     for callback in trainer.callbacks:
         protocol.update(getattr(callback, "protocol", None) or {})
     return protocol
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> GenerativeModule:
+    """The trained model of a checkpoint from :func:`read_checkpoint`, in eval mode.
+
+    Built from the checkpoint's own (resolved) model config, so no data or hardware is needed:
+    enough to sample, e.g. for studies and exports.
+    """
+    run_config = checkpoint[CONFIG_KEY]
+    model: GenerativeModule = build(OmegaConf.create(run_config["model"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    model.run_config = run_config
+    return model.eval()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

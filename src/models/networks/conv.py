@@ -10,13 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from src.models.networks.layers import ConditionalNorm2d, Norm, maybe_spectral_norm, norm_2d
-from src.models.networks.resolution import resolution_plan
-
-MAX_WIDTH_MULT = 8
-
-
-def _width(base_width: int, level: int) -> int:
-    return base_width * min(2**level, MAX_WIDTH_MULT)
+from src.models.networks.resolution import level_width, resolution_plan
 
 
 class ConvEncoder(nn.Module):
@@ -36,7 +30,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         c_in = channels
         for level in range(doublings):
-            c_out = _width(width, level)
+            c_out = level_width(width, level)
             first = level == 0
             layers.append(
                 maybe_spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=first or norm == "none"), spectral)
@@ -70,13 +64,13 @@ class ConvDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.base, doublings = resolution_plan(image_size, model)
-        self.c0 = _width(width, doublings - 1)
+        self.c0 = level_width(width, doublings - 1)
         self.project = nn.Linear(in_features, self.c0 * self.base * self.base, bias=norm == "none")
         self.norms = nn.ModuleList([ConditionalNorm2d(norm, self.c0, num_classes)])
         self.ups = nn.ModuleList()
         c_in = self.c0
         for level in reversed(range(doublings - 1)):
-            c_out = _width(width, level)
+            c_out = level_width(width, level)
             self.ups.append(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=norm == "none"))
             self.norms.append(ConditionalNorm2d(norm, c_out, num_classes))
             c_in = c_out

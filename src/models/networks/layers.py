@@ -25,6 +25,15 @@ def norm_2d(kind: Norm, channels: int) -> nn.Module:
     return nn.Identity()
 
 
+def norm_1d(kind: Norm, features: int) -> nn.Module:
+    """The ``Norm`` choices for feature vectors (MLP layers)."""
+    if kind == "batch":
+        return nn.BatchNorm1d(features)
+    if kind == "layer":
+        return nn.LayerNorm(features)
+    return nn.Identity()
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """Batch norm whose gain and bias are looked up per class (de Vries et al. 2017; Miyato & Koyama 2018)."""
 

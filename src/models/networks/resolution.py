@@ -5,6 +5,7 @@ from __future__ import annotations
 from src.utils.errors import UserError
 
 MIN_BASE, MAX_BASE, MIN_DOUBLINGS = 4, 7, 2
+MAX_WIDTH_MULT = 8
 
 
 def resolution_plan(image_size: int, model: str) -> tuple[int, int]:
@@ -23,3 +24,8 @@ def resolution_plan(image_size: int, model: str) -> tuple[int, int]:
             f"4<=b<=7 and n>=2 (e.g. 28, 32, 48, 64, 128). Set data.image_size to such a size."
         )
     return size, doublings
+
+
+def level_width(base_width: int, level: int) -> int:
+    """Channels ``level`` halvings away from full resolution: doubling per level, capped at 8x."""
+    return base_width * min(2**level, MAX_WIDTH_MULT)
