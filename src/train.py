@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from src.export.exporter import ExportOptions
@@ -23,8 +24,10 @@ from src.utils.build import (
     build_metrics,
     build_run_parts,
     build_trainer,
+    check_monitor,
     collect_protocol,
     log_hyperparameters,
+    prepare_metrics,
     read_checkpoint,
 )
 from src.utils.config_check import check_callable_args
@@ -80,7 +83,11 @@ def train(cfg: DictConfig) -> TaskResult:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     hardware, datamodule, model = build_run_parts(cfg)
-    callbacks = build_collection(cfg.get("callbacks")) + build_metrics(cfg, datamodule, hardware)
+    metrics = build_metrics(cfg, datamodule, hardware, prepare=False)
+    callbacks = build_collection(cfg.get("callbacks")) + metrics
+    if any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        check_monitor(model, callbacks, datamodule)
+    prepare_metrics(metrics, datamodule, hardware)
     trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")), model)
     log_hyperparameters(trainer, cfg, model)
 
@@ -109,9 +116,12 @@ def train(cfg: DictConfig) -> TaskResult:
             checkpoint = read_checkpoint(best)
             model.load_state_dict(checkpoint["state_dict"])
             model.on_load_checkpoint(checkpoint)
-            metrics = next((c for c in callbacks if hasattr(c, "extractor")), None)
             out_dir, manifest = export_from_run(
-                TrainedRun(cfg, hardware, datamodule, model), best, export, trainer.loggers, metrics
+                TrainedRun(cfg, hardware, datamodule, model),
+                best,
+                export,
+                trainer.loggers,
+                next(iter(metrics), None),
             )
             result.protocol["export"] = {"out_dir": str(out_dir), **manifest.get("score_protocol", {})}
         failed = False

@@ -114,3 +114,8 @@ def test_full_error_env_shows_the_traceback(tmp_path: Path, monkeypatch, capsys,
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(Exception, match="model/foo"):
         run_main(train_main, ["model=foo"], tmp_path, capsys, data_root)
+
+
+def test_checkpoint_monitor_that_nothing_logs(tmp_path: Path, capsys, data_root: Path) -> None:
+    code, err = run_main(train_main, ["model=dcgan", "metrics=none"], tmp_path, capsys, data_root)
+    assert_one_error_line(code, err, "model.monitor=val/fid is not logged", "val/d_fake")

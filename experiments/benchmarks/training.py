@@ -149,7 +149,27 @@ def _vae_step(module):
 
 
 def _gan_step(module):
-    raise NotImplementedError("the DCGAN raw loop needs the GAN module")
+    """One discriminator and one generator update (n_critic=1), as the DCGAN config trains."""
+    optimizer_g = module.optimizer_g(params=module.generator.parameters())
+    optimizer_d = module.optimizer_d(params=module.discriminator.parameters())
+    generator, discriminator, loss = module.generator, module.discriminator, module.loss
+
+    def step(real: torch.Tensor, y: torch.Tensor) -> None:
+        n = len(real)
+        with torch.no_grad():
+            fake = generator(module.sample_latents(n), None)
+        d_loss = loss.discriminator(discriminator(real, None), discriminator(fake, None))
+        optimizer_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        optimizer_d.step()
+        discriminator.requires_grad_(False)
+        g_loss = loss.generator(discriminator(generator(module.sample_latents(n), None), None))
+        optimizer_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        optimizer_g.step()
+        discriminator.requires_grad_(True)
+
+    return step
 
 
 def compare(model: str, batch_size: int, steps: int, warmup: int, repeats: int, threads: int) -> dict:

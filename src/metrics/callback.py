@@ -259,11 +259,15 @@ class SampleQuality(pl.Callback):
                 "that every node shares (or run python -m src.train_evaluator there first)."
             )
 
+    def score_names(self, datamodule: GenerativeDataModule) -> list[str]:
+        """The scores this callback logs for ``datamodule`` (without the ``val/``/``test/`` prefix)."""
+        return list(MODE_SCORES) if datamodule.kind == "points" else Scorer.names(self.options)
+
     def _check_checkpoint_monitor(self, trainer: pl.Trainer, datamodule: GenerativeDataModule) -> None:
         """A checkpoint monitoring one of these scores must look only at epochs that have it."""
         if self.every_n_epochs == 1:
             return
-        names = MODE_SCORES if datamodule.kind == "points" else Scorer.names(self.options)
+        names = self.score_names(datamodule)
         for checkpoint in trainer.checkpoint_callbacks:
             monitor = getattr(checkpoint, "monitor", None)
             every = getattr(checkpoint, "_every_n_epochs", 1)

@@ -150,6 +150,10 @@ class GenerativeModule(pl.LightningModule):
             labels = self.sample_labels(pairs, generator).repeat_interleave(steps)
         return self.to_unit(self.generate_from_latent(z.reshape(pairs * steps, -1), labels).float())
 
+    def validation_scores(self) -> list[str]:
+        """Names (without ``val/``) this model logs at validation itself; metrics callbacks add theirs."""
+        return []
+
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.run_config

@@ -277,6 +277,9 @@ class GanModule(GenerativeModule):
         self.log(f"{stage}/d_real", self.discriminator(real, labels).float().mean(), sync_dist=True)
         self.log(f"{stage}/d_fake", self.discriminator(fake, labels).float().mean(), sync_dist=True)
 
+    def validation_scores(self) -> list[str]:
+        return ["d_real", "d_fake"]
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("val", batch, batch_idx)
 

@@ -107,6 +107,9 @@ class VaeModule(GenerativeModule):
         )
         self.test_nll_iwae = MeanMetric()
 
+    def validation_scores(self) -> list[str]:
+        return list(EVAL_SCORES)
+
     # ------------------------------------------------------------------ model
     def encode(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
         h = self.encoder(x)

@@ -88,14 +88,40 @@ def build_run_parts(cfg: DictConfig) -> tuple[Hardware, GenerativeDataModule, Ge
     return hardware, datamodule, model
 
 
-def build_metrics(cfg: DictConfig, datamodule: GenerativeDataModule, hardware: Hardware) -> list[Callback]:
-    """The ``metrics`` callback, prepared: its options checked against the data and its feature
-    extractor loaded (trained on first use) in this process, before any DDP worker starts."""
+def build_metrics(
+    cfg: DictConfig, datamodule: GenerativeDataModule, hardware: Hardware, prepare: bool = True
+) -> list[Callback]:
+    """The ``metrics`` callback; prepared (see :func:`prepare_metrics`) unless ``prepare=False``."""
     callbacks = build_collection({"metrics": cfg.metrics} if cfg.get("metrics") else None)
+    if prepare:
+        prepare_metrics(callbacks, datamodule, hardware)
+    return callbacks
+
+
+def prepare_metrics(callbacks: list[Callback], datamodule: GenerativeDataModule, hardware: Hardware) -> None:
+    """Checks the metrics' options against the data and loads their feature extractor (training it
+    on first use) in this process, before any DDP worker starts."""
     for callback in callbacks:
         if hasattr(callback, "prepare"):
             callback.prepare(datamodule, hardware.device())
-    return callbacks
+
+
+def check_monitor(
+    model: GenerativeModule, callbacks: list[Callback], datamodule: GenerativeDataModule
+) -> None:
+    """``model.monitor`` (which selects best.ckpt) must be a score that this run logs."""
+    if not model.monitor:
+        return
+    names = set(model.validation_scores())
+    for callback in callbacks:
+        if hasattr(callback, "score_names"):
+            names.update(callback.score_names(datamodule))
+    logged = sorted(f"val/{name}" for name in names)
+    if model.monitor not in logged:
+        raise UserError(
+            f"model.monitor={model.monitor} is not logged in this run (logged: {', '.join(logged) or 'nothing'}): "
+            "set model.monitor to one of them, model.monitor=null (best.ckpt = last), or enable the metrics that log it."
+        )
 
 
 def build_model(cfg: DictConfig, hardware: Hardware) -> GenerativeModule:
