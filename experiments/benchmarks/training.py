@@ -59,6 +59,7 @@ def run_framework(model: str, batch_size: int, steps: int, threads: int, workdir
         "trainer.num_sanity_val_steps=0",
         "test=false",
         "metrics=none",
+        "model.monitor=null",
         f"paths.log_dir={workdir / 'logs'}",
         "+callbacks.step_timer._target_=experiments.benchmarks.timing.StepTimer",
         f"+callbacks.step_timer.path={timings}",
