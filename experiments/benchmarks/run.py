@@ -55,6 +55,13 @@ def run_all(quick: bool) -> dict:
         )
         for model in ("vae", "dcgan")
     ]
+    results["options"] = [
+        row
+        for model in ("vae", "dcgan")
+        for row in training.variants(
+            model, batch_size=128, steps=steps // 2, warmup=warmup, threads=torch.get_num_threads()
+        )
+    ]
     results["evaluation"] = eval_cost.run(n=500 if quick else 10_000)
     results["export"] = export.run(n=2000 if quick else 20_000)
     results["wall_seconds"] = time.perf_counter() - started
@@ -75,6 +82,19 @@ def markdown(results: dict) -> str:
             f"| {r['model']} | {r['framework_images_per_s']:.0f} | {r['raw_images_per_s']:.0f} | {r['ratio']:.3f} "
             f"| {r['startup_s']:.1f} s | {r['framework_peak_rss_mb']:.0f} / {r['raw_peak_rss_mb']:.0f} MB |"
         )
+    lines += [
+        "",
+        "| option (src.train, batch 128) | img/s with it | img/s with defaults | speed-up | command -> first step |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results["options"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} {r['option']} | failed: {r['error']} | | | |")
+        else:
+            lines.append(
+                f"| {r['model']} {r['option']} | {r['images_per_s']:.0f} | {r['defaults_images_per_s']:.0f} "
+                f"| {r['speedup']:.2f}x | {r['startup_s']:.1f} s |"
+            )
     e = results["evaluation"]
     lines += ["", "| evaluation | value |", "|---|---|"]
     lines += [f"| {key} | {_fmt(value)} |" for key, value in e.items()]

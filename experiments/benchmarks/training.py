@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -28,6 +29,12 @@ from experiments.benchmarks.timing import steady_throughput, timing_record
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_OVERRIDES = {"vae": ["model=vae"], "dcgan": ["model=dcgan"]}
+# The speed options of `hardware` / `trainer`, each measured against the framework's defaults.
+VARIANTS = {
+    "channels_last": ["hardware.channels_last=true"],
+    "bf16-mixed": ["hardware.precision=bf16-mixed"],
+    "compile": ["hardware.compile=true"],
+}
 
 
 def _env(threads: int) -> dict[str, str]:
@@ -45,7 +52,9 @@ def common_overrides(model: str, batch_size: int) -> list[str]:
     return [*MODEL_OVERRIDES[model], "data=mnist", f"data.batch_size={batch_size}", "hardware=cpu"]
 
 
-def run_framework(model: str, batch_size: int, steps: int, threads: int, workdir: Path) -> dict:
+def run_framework(
+    model: str, batch_size: int, steps: int, threads: int, workdir: Path, extra: Sequence[str] = ()
+) -> dict:
     """`python -m src.train ...` as a user runs it; returns timings and the launch-to-first-step time."""
     timings = workdir / f"framework-{model}.json"
     command = [
@@ -63,6 +72,7 @@ def run_framework(model: str, batch_size: int, steps: int, threads: int, workdir
         f"paths.log_dir={workdir / 'logs'}",
         "+callbacks.step_timer._target_=experiments.benchmarks.timing.StepTimer",
         f"+callbacks.step_timer.path={timings}",
+        *extra,
     ]
     launched = time.time()
     proc = subprocess.run(command, cwd=ROOT, env=_env(threads), capture_output=True, text=True)
@@ -199,6 +209,34 @@ def compare(model: str, batch_size: int, steps: int, warmup: int, repeats: int, 
         "framework_peak_rss_mb": max(r["peak_rss_mb"] for r in framework),
         "raw_peak_rss_mb": max(r["peak_rss_mb"] for r in raw),
     }
+
+
+def variants(model: str, batch_size: int, steps: int, warmup: int, threads: int) -> list[dict]:
+    """Framework throughput with each speed option on, next to a run with the defaults."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        base = run_framework(model, batch_size, steps, threads, workdir)
+        base_ips = steady_throughput(base["step_ends"], batch_size, warmup)
+        for name, overrides in VARIANTS.items():
+            try:
+                record = run_framework(model, batch_size, steps, threads, workdir, overrides)
+            except RuntimeError as exc:  # an option this machine cannot run is a row, not a crash
+                rows.append({"model": model, "option": name, "error": str(exc).splitlines()[-1]})
+                continue
+            ips = steady_throughput(record["step_ends"], batch_size, warmup)
+            rows.append(
+                {
+                    "model": model,
+                    "option": name,
+                    "overrides": overrides,
+                    "images_per_s": ips,
+                    "defaults_images_per_s": base_ips,
+                    "speedup": ips / base_ips,
+                    "startup_s": record["startup_s"],
+                }
+            )
+    return rows
 
 
 def main() -> None:
