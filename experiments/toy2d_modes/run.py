@@ -204,6 +204,13 @@ sweep's wall time over its jobs.
 {table}
 {verdict}
 
+WGAN-GP under this budget (Adam 1e-4, 2,000 generator updates) is still far from the data (see
+the figure): with gradients bounded by the 1-Lipschitz critic it moves slowly at these scales,
+and at the other presets' 1e-3 its critic diverged while tuning. The ring is solved by the
+non-saturating loss with a small R1 penalty and a learning rate decaying to 0; the grid, whose
+25 modes sit 2 apart with sigma 0.05, is not within 5,000 updates: generated points trace the
+grid lines between modes, which caps the high-quality fraction.
+
 The published rows are from PacGAN's Table 2 (their GAN and 4-packed discriminator, mean over
 their trials), not re-run here.
 
