@@ -39,7 +39,16 @@ def run_multirun(args: Sequence[str], log_dir: Path, module: str = "src.train") 
         raise RuntimeError(f"{' '.join(command)} failed with exit code {proc.returncode}")
     seconds = time.perf_counter() - started
     sweeps = sorted((log_dir).glob("*/multiruns/*"), key=lambda p: p.stat().st_mtime)
-    return collect_jobs(sweeps[-1]), seconds
+    jobs = collect_jobs(sweeps[-1])
+    # A sweep carries on past a failed job (it gets a penalty); a study must not tabulate it.
+    failed = [
+        f"{job.directory}: {job.metrics.get('reason', job.metrics.get('status'))}"
+        for job in jobs
+        if job.metrics.get("status") != "ok"
+    ]
+    if failed:
+        raise RuntimeError("jobs failed:\n" + "\n".join(failed))
+    return jobs, seconds
 
 
 def collect_jobs(sweep_dir: Path) -> list[Job]:
