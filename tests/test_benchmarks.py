@@ -12,7 +12,9 @@ from tests.conftest import run_cli
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_results_json_and_table(tmp_path: Path) -> None:
-    code, stdout, stderr = run_cli("experiments.benchmarks.run", "--quick", "--out", str(tmp_path))
+    code, stdout, stderr = run_cli(
+        "experiments.benchmarks.run", "--quick", "--out", str(tmp_path), timeout=1800
+    )
     assert code == 0, stderr[-3000:]
 
     results = json.loads((tmp_path / "results.json").read_text())
