@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -84,6 +85,28 @@ def test_ckpt_path_auto_resumes_a_requeued_job_from_its_own_last_checkpoint(make
     assert first.metrics["global_step"] == 3  # nothing to resume from: a fresh start
     requeued = train(make_cfg("train", [*common, "trainer.max_epochs=2"]))
     assert requeued.metrics["global_step"] == 6
+    # The CSV history of the first segment survives the requeue.
+    with open(job_dir / "csv" / "metrics.csv", newline="") as handle:
+        epochs = {row["epoch"] for row in csv.DictReader(handle) if row.get("val/loss")}
+    assert epochs == {"0", "1"}
+
+
+def test_requeued_job_continues_its_wandb_run(make_cfg, tmp_path: Path) -> None:
+    job_dir = tmp_path / "job"
+    common = [
+        *FAST_VAE,
+        "data.source=files",
+        "test=false",
+        "ckpt_path=auto",
+        f"paths.output_dir={job_dir}",
+        "logger=wandb",
+        "logger.wandb.mode=offline",
+    ]
+    train(make_cfg("train", [*common, "trainer.max_epochs=1"]))
+    train(make_cfg("train", [*common, "trainer.max_epochs=2"]))
+    segments = sorted((job_dir / "wandb").glob("offline-run-*"))
+    assert len(segments) == 2
+    assert len({segment.name.rsplit("-", 1)[1] for segment in segments}) == 1  # one run id
 
 
 def test_nan_loss_stops_the_run_keeps_last_good_checkpoint_and_records_failure(make_cfg, monkeypatch) -> None:

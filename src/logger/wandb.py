@@ -2,11 +2,14 @@
 
 Online when credentials exist (``WANDB_API_KEY`` or a ``~/.netrc`` entry from ``wandb login``),
 offline otherwise with a one-line hint to ``wandb sync`` the run later. A run is named after the
-job's command-line overrides; the jobs of one multirun share a group named after the sweep.
+job's command-line overrides; the jobs of one multirun share a group named after the sweep. The run
+id is derived from the run directory, so a job requeued into its own directory (``ckpt_path=auto``)
+continues its W&B run instead of starting a second one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import netrc
 import os
 from pathlib import Path
@@ -63,7 +66,15 @@ def wandb_logger(
         mode="disabled" if mode == "disabled" else None,
         log_model=log_model,
         job_type=job_type,
+        id=run_id(save_dir),
+        resume="allow",
     )
+
+
+def run_id(save_dir: str) -> str:
+    """The W&B run id of a run directory: the same on every DDP rank and after a requeue."""
+    # Run directories carry microseconds, so their absolute paths do not repeat across runs.
+    return hashlib.sha256(str(Path(save_dir).resolve()).encode()).hexdigest()[:16]
 
 
 def finish_wandb_runs(loggers: list, failed: bool) -> None:
