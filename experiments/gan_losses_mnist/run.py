@@ -94,6 +94,16 @@ def sample_figure(jobs: list[Job], path: Path) -> None:
 
 def readme(table: str, results: dict) -> str:
     best = min(results["rows"], key=lambda r: r["test/fid"])
+    most = max(r["generator_updates"] for r in results["rows"])
+    fewer = [r for r in results["rows"] if r["generator_updates"] < most]
+    updates = ""
+    if fewer:
+        names = ", ".join(f"`{r['model']}` ({r['generator_updates']})" for r in fewer)
+        updates = (
+            f"Generator updates (n_critic) differ: {names} against {most} for the others. The models are "
+            "compared at equal discriminator work, not equal generator work; fewer generator updates mean "
+            "shorter training of the generator."
+        )
     return f"""# GAN losses on MNIST
 
 Reproduce: `python -m experiments.gan_losses_mnist.run` (it runs
@@ -113,7 +123,7 @@ Inception-based figures in the literature.
 Measured on: {results["machine"]}. Wall time for the 4 jobs: {results["wall_seconds"] / 60:.1f} min.
 
 {table}
-Lowest test FID under this budget: `model={best["model"]}`.
+Lowest test FID under this budget: `model={best["model"]}`. {updates}
 
 ![64 samples of each model's tested checkpoint (cgan: digits 0-7, one per column)](samples.png)
 """
