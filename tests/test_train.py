@@ -91,6 +91,19 @@ def test_ckpt_path_auto_resumes_a_requeued_job_from_its_own_last_checkpoint(make
     assert epochs == {"0", "1"}
 
 
+def test_last_checkpoint_is_the_newest_even_when_the_monitor_does_not_improve(make_cfg) -> None:
+    # mode=min on a rising val/elbo: best.ckpt stays at epoch 0, last.ckpt must still move on.
+    cfg = make_cfg(
+        "train",
+        [*FAST_VAE, "data.source=files", "test=false", "trainer.max_epochs=3", "model.monitor_mode=min"],
+    )
+    train(cfg)
+    checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", weights_only=False)
+    best = torch.load(checkpoints / "best.ckpt", weights_only=False)
+    assert (last["global_step"], best["global_step"]) == (9, 3)
+
+
 def test_requeued_job_continues_its_wandb_run(make_cfg, tmp_path: Path) -> None:
     job_dir = tmp_path / "job"
     common = [

@@ -23,7 +23,7 @@ from experiments.common import ROOT, machine_description, markdown_table, run_mu
 
 HERE = Path(__file__).resolve().parent
 # The cGAN on DCGAN networks (conditional batch norm in G, projection D, spectral norm) with one
-# discriminator update per generator update: under this 10-epoch CPU budget the ResNet recipe with
+# discriminator update per generator update: under this 30-epoch CPU budget the ResNet recipe with
 # n_critic=5 leaves the generator too few updates (see experiments/gan_losses_mnist).
 MODELS = {"cgan": ["model=cgan", "model.arch=dcgan", "model.n_critic=1"], "cvae": ["model=cvae"]}
 
@@ -131,7 +131,7 @@ then `python -m src.evaluate_dataset` on each export, and rewrites this file; ex
 Setup (`conf/experiment/synthetic_mnist.yaml`): `model=cgan` (hinge loss, spectral norm,
 conditional batch norm in G and a projection discriminator, here on DCGAN networks with one
 discriminator update per generator update) and `model=cvae`, `data=mnist` (data source:
-`{results["data_source"]}`), batch 64, 10 epochs, seed 12345. After training each run exports
+`{results["data_source"]}`), batch 64, 30 epochs, seed 12345. After training each run exports
 10,000 class-balanced images with its best checkpoint (lowest `val/fid`; the GAN's EMA generator).
 The utility report then trains the framework's domain classifier (10 epochs, seed 0) on
 (a) the synthetic images only, (b) the same number of real training images (all of them where there are fewer), (c) real +

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -50,7 +51,7 @@ class DivergenceGuard(pl.Callback):
         if not trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
             return
         which = ", ".join(bad) if bad else "a loss on another process"
-        last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+        last = last_checkpoint(trainer) or "none written yet"
         raise TrainingFailure(
             f"training diverged: {which} became NaN or infinite by step {trainer.global_step} (epoch "
             f"{trainer.current_epoch}). Last good checkpoint: {last}. Lower the learning rate or set "
@@ -64,3 +65,12 @@ def _losses(outputs: Any) -> dict[str, Tensor]:
     if isinstance(outputs, Mapping):
         return {str(k): v for k, v in outputs.items() if isinstance(v, Tensor) and v.numel() == 1}
     return {}
+
+
+def last_checkpoint(trainer: pl.Trainer) -> str:
+    """Path of the newest ``last.ckpt`` any checkpoint callback wrote, or ``""``."""
+    for callback in trainer.checkpoint_callbacks:
+        for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", "")):
+            if path and Path(path).name == "last.ckpt":
+                return path
+    return ""
