@@ -104,6 +104,15 @@ def test_last_checkpoint_is_the_newest_even_when_the_monitor_does_not_improve(ma
     assert (last["global_step"], best["global_step"]) == (9, 3)
 
 
+def test_last_checkpoint_holds_the_final_step_of_a_max_steps_run(make_cfg) -> None:
+    cfg = make_cfg(
+        "train", [*FAST_VAE, "data.source=files", "test=false", "trainer.max_epochs=3", "trainer.max_steps=4"]
+    )
+    train(cfg)
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 4  # mid-epoch: 3 steps per epoch
+
+
 def test_requeued_job_continues_its_wandb_run(make_cfg, tmp_path: Path) -> None:
     job_dir = tmp_path / "job"
     common = [

@@ -91,7 +91,9 @@ class SyntheticDatasetWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+            # Wait even on failure: a PNG still being written after the rmtree below would leave
+            # a half-filled temporary directory behind.
+            self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

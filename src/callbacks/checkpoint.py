@@ -1,0 +1,36 @@
+"""``last.ckpt`` after every training epoch, independent of the monitored checkpoint."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Writes ``<dirpath>/last.ckpt`` every ``every_n_epochs`` training epochs.
+
+    Lightning's ``save_last`` rewrites ``last.ckpt`` only when the monitored checkpoint is saved,
+    so a run whose score stopped improving would resume (``ckpt_path=auto``) from a stale step.
+    """
+
+    def __init__(self, dirpath: str, every_n_epochs: int = 1) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            every_n_epochs=every_n_epochs,
+            enable_version_counter=False,
+        )
+
+    @property
+    def state_key(self) -> str:
+        # Distinct from an unmonitored `model_checkpoint` with the same schedule: Lightning
+        # refuses two checkpoint callbacks with one state key.
+        return self._generate_state_key(role="last", every_n_epochs=self._every_n_epochs)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        # A run stopped by max_steps mid-epoch: its final state is the one to resume or re-score.
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
