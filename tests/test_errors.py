@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def run_main(main, args: list[str], tmp_path: Path, capsys, data_root: Path) -> 
     ]
     old = sys.argv
     sys.argv = argv
+    # Hydra points the root logger at this test's captured stderr; later tests must not write to it.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     try:
         main()
         code = 0
@@ -32,6 +36,8 @@ def run_main(main, args: list[str], tmp_path: Path, capsys, data_root: Path) -> 
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         sys.argv = old
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return code, capsys.readouterr().err
 
 

@@ -39,7 +39,7 @@ def machine() -> dict:
 
 def run_all(quick: bool) -> dict:
     started = time.perf_counter()
-    steps, warmup, repeats = (30, 10, 1) if quick else (200, 40, 2)
+    steps, warmup, repeats = (30, 10, 1) if quick else (200, 40, 5)
     results: dict = {
         "machine": machine(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
