@@ -69,9 +69,14 @@ class ProjectionHead(nn.Module):
     def __init__(self, features: int, num_classes: int, spectral: bool) -> None:
         super().__init__()
         self.linear = maybe_spectral_norm(nn.Linear(features, 1), spectral)
-        self.embed = (
-            maybe_spectral_norm(nn.Embedding(num_classes, features), spectral) if num_classes > 0 else None
-        )
+        self.embed = None
+        if num_classes > 0:
+            embed = nn.Embedding(num_classes, features)
+            # nn.Embedding starts at N(0, 1), ~50x the scale of the linear head's weights: Adam's
+            # fixed-size steps then barely turn the class directions and the critic, hence the
+            # generator, learns to ignore the label. Xavier puts both on the same scale.
+            nn.init.xavier_uniform_(embed.weight)
+            self.embed = maybe_spectral_norm(embed, spectral)
 
     def forward(self, h: Tensor, y: Tensor | None) -> Tensor:
         out = self.linear(h).squeeze(1)
