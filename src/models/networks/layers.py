@@ -72,7 +72,7 @@ class ProjectionHead(nn.Module):
         self.embed = None
         if num_classes > 0:
             embed = nn.Embedding(num_classes, features)
-            # nn.Embedding starts at N(0, 1), ~50x the scale of the linear head's weights: Adam's
+            # nn.Embedding starts at N(0, 1), ~90x the scale of the linear head's weights: Adam's
             # fixed-size steps then barely turn the class directions and the critic, hence the
             # generator, learns to ignore the label. Xavier puts both on the same scale.
             nn.init.xavier_uniform_(embed.weight)
