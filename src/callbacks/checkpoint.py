@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -34,3 +36,12 @@ class LastCheckpoint(ModelCheckpoint):
         # A run stopped by max_steps mid-epoch: its final state is the one to resume or re-score.
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def last_checkpoint(trainer: pl.Trainer) -> str:
+    """Path of the newest ``last.ckpt`` any checkpoint callback wrote, or ``""``."""
+    for callback in trainer.checkpoint_callbacks:
+        for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", "")):
+            if path and Path(path).name == "last.ckpt":
+                return path
+    return ""

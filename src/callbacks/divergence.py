@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from src.callbacks.checkpoint import last_checkpoint
 from src.utils.errors import TrainingFailure
 
 
@@ -65,12 +65,3 @@ def _losses(outputs: Any) -> dict[str, Tensor]:
     if isinstance(outputs, Mapping):
         return {str(k): v for k, v in outputs.items() if isinstance(v, Tensor) and v.numel() == 1}
     return {}
-
-
-def last_checkpoint(trainer: pl.Trainer) -> str:
-    """Path of the newest ``last.ckpt`` any checkpoint callback wrote, or ``""``."""
-    for callback in trainer.checkpoint_callbacks:
-        for path in (getattr(callback, "last_model_path", ""), getattr(callback, "best_model_path", "")):
-            if path and Path(path).name == "last.ckpt":
-                return path
-    return ""
