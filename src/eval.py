@@ -12,10 +12,16 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from src.logger import finish_wandb_runs
-from src.utils.build import build_collection, build_metrics, build_trainer, collect_protocol, load_trained_run
-from src.utils.config_check import check_callable_args
-from src.utils.entry import hydra_task
-from src.utils.run import TaskResult, flat_numbers
+from src.runtime.build import (
+    build_collection,
+    build_metrics,
+    build_trainer,
+    collect_protocol,
+    load_trained_run,
+)
+from src.runtime.config_check import check_callable_args
+from src.runtime.entry import hydra_task
+from src.runtime.run import TaskResult, flat_numbers
 
 
 def eval_options(ckpt_path: str, data_dir: str | None, seed: int | None) -> None:

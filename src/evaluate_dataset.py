@@ -16,15 +16,15 @@ from typing import Any, Literal
 from omegaconf import DictConfig
 
 from src.export.reader import read_export
-from src.export.utility import classification_accuracy_score
 from src.logger import finish_wandb_runs
 from src.metrics import ScoreOptions, score_samples
-from src.metrics.domain import TrainingRecipe
-from src.utils.build import build_collection, build_datamodule, build_hardware
-from src.utils.config_check import check_callable_args, check_config
-from src.utils.entry import hydra_task
+from src.metrics.classifier_training import TrainingRecipe
+from src.metrics.utility import classification_accuracy_score
+from src.runtime.build import build_collection, build_datamodule, build_hardware
+from src.runtime.config_check import check_callable_args, check_config
+from src.runtime.entry import hydra_task
+from src.runtime.run import TaskResult
 from src.utils.errors import UserError
-from src.utils.run import TaskResult
 from src.utils.types import PositiveInt
 
 

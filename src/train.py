@@ -15,12 +15,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from src.export.exporter import ExportOptions
+from src.export.pipeline import export_trained_model
 from src.export.writer import check_out_dir
-from src.generate import export_from_run, export_options
 from src.logger import finish_wandb_runs
-from src.utils.build import (
-    TrainedRun,
+from src.runtime.build import (
     build_collection,
+    build_export_options,
     build_metrics,
     build_run_parts,
     build_trainer,
@@ -30,11 +30,11 @@ from src.utils.build import (
     prepare_metrics,
     read_checkpoint,
 )
-from src.utils.config_check import check_callable_args
-from src.utils.entry import hydra_task
+from src.runtime.config_check import check_callable_args
+from src.runtime.entry import hydra_task
+from src.runtime.run import TaskResult, flat_numbers
 from src.utils.errors import TrainingFailure, UserError
 from src.utils.logging import get_logger
-from src.utils.run import TaskResult, flat_numbers
 
 log = get_logger(__name__)
 
@@ -63,7 +63,7 @@ def planned_export(cfg: DictConfig) -> ExportOptions | None:
     """The export to run after training (``export.enabled=true``), checked before training starts."""
     if not cfg.get("export") or not cfg.export.get("enabled"):
         return None
-    options = export_options(cfg.export)
+    options = build_export_options(cfg.export)
     if options.out_dir is None:
         options.out_dir = str(Path(cfg.paths.output_dir) / "synthetic")
     check_out_dir(Path(options.out_dir), options.overwrite)
@@ -116,12 +116,9 @@ def train(cfg: DictConfig) -> TaskResult:
             checkpoint = read_checkpoint(best)
             model.load_state_dict(checkpoint["state_dict"])
             model.on_load_checkpoint(checkpoint)
-            out_dir, manifest = export_from_run(
-                TrainedRun(cfg, hardware, datamodule, model),
-                best,
-                export,
-                trainer.loggers,
-                next(iter(metrics), None),
+            model.to(hardware.device())
+            out_dir, manifest = export_trained_model(
+                model, datamodule, cfg, best, export, trainer.loggers, next(iter(metrics), None)
             )
             result.protocol["export"] = {"out_dir": str(out_dir), **manifest.get("score_protocol", {})}
         failed = False

@@ -12,11 +12,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from src.metrics import DomainMetrics, load_extractor
-from src.utils.build import build, build_datamodule, build_hardware
-from src.utils.config_check import check_callable_args, check_config
-from src.utils.entry import hydra_task
+from src.runtime.build import build, build_datamodule, build_hardware
+from src.runtime.config_check import check_callable_args, check_config
+from src.runtime.entry import hydra_task
+from src.runtime.run import TaskResult
 from src.utils.errors import UserError
-from src.utils.run import TaskResult
 
 
 def train_evaluator_options(retrain: bool) -> None:

@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 
-from src.utils.entry import CONFIG_DIR
+from src.runtime.entry import CONFIG_DIR
 from src.utils.logging import quiet_library_noise
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from src.utils.config_check import check_config
-from src.utils.entry import CONFIG_DIR
+from src.runtime.config_check import check_config
+from src.runtime.entry import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)
 GROUPS = [

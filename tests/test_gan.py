@@ -15,10 +15,10 @@ from src.data.toy2d import MIXTURES, mixture_modes
 from src.metrics.modes import mode_statistics
 from src.models.gan import GanModule
 from src.models.losses import NonSaturatingLoss
+from src.runtime.build import build, model_from_checkpoint, read_checkpoint
+from src.runtime.run import read_metrics_json, run_task
 from src.train import train
-from src.utils.build import build, model_from_checkpoint, read_checkpoint
 from src.utils.errors import UserError
-from src.utils.run import read_metrics_json, run_task
 
 GANS = ["dcgan", "wgan_gp", "sngan", "cgan"]
 # Tiny networks; no FID is logged under metrics=none, so best.ckpt is the latest.

@@ -17,9 +17,9 @@ from src.eval import evaluate
 from src.metrics import DomainMetrics, ScoreOptions, score_samples
 from src.metrics.cache import state_dict_sha256
 from src.models.base import GenerativeModule
+from src.runtime.run import read_metrics_json, run_task
 from src.train import main as train_main
 from src.train import train
-from src.utils.run import read_metrics_json, run_task
 from tests.conftest import FAST_VAE
 from tests.test_errors import assert_one_error_line, run_main
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from src.eval import evaluate
+from src.runtime.run import read_metrics_json, run_task
 from src.train import train
-from src.utils.run import read_metrics_json, run_task
 from tests.conftest import FAST_VAE
 
 DATASETS = {

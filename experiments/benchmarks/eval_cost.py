@@ -27,7 +27,7 @@ from src.data import MnistDataModule
 from src.data.base import GenerativeDataModule
 from src.data.mnist import _bundled_mnist
 from src.metrics import ScoreOptions, Scorer, TrainingRecipe, load_extractor
-from src.metrics.domain import random_shift
+from src.metrics.classifier_training import random_shift
 from src.metrics.fidelity import (
     fid_statistics,
     frechet_distance,

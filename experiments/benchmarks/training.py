@@ -108,7 +108,7 @@ def build_module_and_data(model: str, batch_size: int) -> tuple[torch.nn.Module,
     from hydra.utils import instantiate
     from omegaconf import open_dict
 
-    from src.utils.entry import CONFIG_DIR
+    from src.runtime.entry import CONFIG_DIR
 
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
         cfg = compose("train", overrides=common_overrides(model, batch_size), return_hydra_config=True)

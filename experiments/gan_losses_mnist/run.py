@@ -77,7 +77,7 @@ def sample_figure(jobs: list[Job], path: Path) -> None:
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
-    from src.utils.build import model_from_checkpoint, read_checkpoint
+    from src.runtime.build import model_from_checkpoint, read_checkpoint
 
     fig, axes = plt.subplots(1, len(jobs), figsize=(3 * len(jobs), 3.3), dpi=110)
     for ax, job in zip(axes, jobs):

@@ -11,7 +11,8 @@ Outside Lightning::
 """
 
 from src.metrics.callback import DomainMetrics, InceptionMetrics, SampleQuality
-from src.metrics.domain import DomainFeatureExtractor, TrainingRecipe, load_extractor
+from src.metrics.classifier_training import TrainingRecipe
+from src.metrics.domain import DomainFeatureExtractor, load_extractor
 from src.metrics.features import FeatureSet, RealFeatureCache, TorchmetricsFeature, extract_features, quantize
 from src.metrics.inception import InceptionFeatureExtractor, load_inception
 from src.metrics.scoring import ScoreOptions, Scorer, score_samples

@@ -29,7 +29,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from src.data.base import GenerativeDataModule
-from src.metrics.domain import Arch, TrainingRecipe, load_extractor
+from src.metrics.classifier_networks import ClassifierArch
+from src.metrics.classifier_training import TrainingRecipe
+from src.metrics.domain import load_extractor
 from src.metrics.features import FeatureSet, quantize
 from src.metrics.inception import load_inception, locate_inception_weights
 from src.metrics.modes import PROTOCOL as MODES_PROTOCOL
@@ -303,7 +305,7 @@ class DomainMetrics(SampleQuality):
     def __init__(
         self,
         *,
-        extractor_arch: Arch = "auto",
+        extractor_arch: ClassifierArch = "auto",
         extractor_epochs: PositiveInt = 10,
         extractor_seed: int = 0,
         **kwargs: Any,

@@ -15,26 +15,27 @@ the weights goes with every score. Scores are comparable only under the same wei
 The extractor is a torch-fidelity ``FeatureExtractorBase`` registered as ``genlab-domain``:
 ``torch_fidelity.calculate_metrics(..., feature_extractor="genlab-domain",
 feature_extractor_weights_path=<cached .pt file>)`` scores with it, and
-:func:`src.metrics.features.torchmetrics_feature` adapts it to torchmetrics' ``feature=`` argument.
+``src.metrics.features.TorchmetricsFeature`` adapts it to torchmetrics' ``feature=`` argument.
+The networks live in ``classifier_networks``, their training in ``classifier_training``.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from src.data.base import GenerativeDataModule
 from src.metrics.cache import content_key, load_entry, save_atomic, state_dict_sha256
+from src.metrics.classifier_networks import ClassifierArch, build_network, resolve_arch, to_input
+from src.metrics.classifier_training import Task, TrainingRecipe, classifier_accuracy, fit_classifier
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
 
@@ -42,112 +43,6 @@ log = get_logger(__name__)
 
 NAME = "genlab-domain"
 FEATURES = ("features", "logits")
-# Bump when the networks, the preprocessing or the training loop change: old cache entries then
-# stop matching, and scores computed with them stop being comparable (their hash differs anyway).
-RECIPE_VERSION = 1
-
-Arch = Literal["auto", "lenet", "resnet"]
-Task = Literal["classes", "rotation"]
-
-
-# ---------------------------------------------------------------------------- networks
-class LeNet(nn.Module):
-    """LeNet-5's shape with strided 5x5 convolutions instead of pooling (pooling costs more than
-    the convolutions on CPUs), batch norm, and a 128-unit penultimate layer (the features)."""
-
-    def __init__(
-        self, channels: int, image_size: int, num_outputs: int, width: int = 32, feature_dim: int = 128
-    ):
-        super().__init__()
-        side = math.ceil(math.ceil(image_size / 2) / 2)
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, width, 5, stride=2, padding=2),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(width, 2 * width, 5, stride=2, padding=2),
-            nn.BatchNorm2d(2 * width),
-            nn.ReLU(inplace=True),
-            nn.Flatten(),
-            nn.Linear(2 * width * side * side, feature_dim),
-            nn.ReLU(inplace=True),
-        )
-        self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(feature_dim, num_outputs)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.body(x)
-        return features, self.head(self.dropout(features))
-
-
-class _Block(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = (
-            nn.Identity()
-            if stride == 1 and c_in == c_out
-            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x), inplace=True)
-
-
-class SmallResNet(nn.Module):
-    """Three residual stages (16, 32, 64 channels; ResNet-20's widths, one block each), global
-    average pooling and a 128-unit layer (the features, as wide as LeNet's). The stem downsamples
-    images of 64 px and more, so 64 px costs about what 32 px does."""
-
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        num_outputs: int,
-        widths: tuple[int, ...] = (16, 32, 64),
-        feature_dim: int = 128,
-    ):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(channels, widths[0], 3, stride=2 if image_size >= 64 else 1, padding=1, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        )
-        stages, c_in = [], widths[0]
-        for i, c_out in enumerate(widths):
-            stages.append(_Block(c_in, c_out, stride=1 if i == 0 else 2))
-            c_in = c_out
-        self.stages = nn.Sequential(*stages)
-        self.features = nn.Sequential(nn.Linear(widths[-1], feature_dim), nn.ReLU(inplace=True))
-        self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(feature_dim, num_outputs)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.features(self.stages(self.stem(x)).mean(dim=(2, 3)))
-        return features, self.head(self.dropout(features))
-
-
-def resolve_arch(arch: Arch, image_size: int) -> Literal["lenet", "resnet"]:
-    """``auto``: LeNet-like up to 28 px, the small ResNet above."""
-    if arch != "auto":
-        return arch
-    return "lenet" if image_size <= 28 else "resnet"
-
-
-def build_network(arch: str, channels: int, image_size: int, num_outputs: int) -> nn.Module:
-    if arch == "lenet":
-        return LeNet(channels, image_size, num_outputs)
-    if arch == "resnet":
-        return SmallResNet(channels, image_size, num_outputs)
-    raise ValueError(f"unknown domain extractor architecture {arch!r}")
-
-
-def _to_input(x: Tensor) -> Tensor:
-    """uint8 ``[0, 255]`` -> float ``[-1, 1]``."""
-    return x.float() / 127.5 - 1.0
 
 
 # ---------------------------------------------------------------------------- the extractor
@@ -220,7 +115,7 @@ class DomainFeatureExtractor(FeatureExtractorBase):
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting images as a torch.uint8 tensor")
         device = next(self.network.parameters()).device
-        features, logits = self.network(_to_input(x.to(device)))
+        features, logits = self.network(to_input(x.to(device)))
         out = {"features": features, "logits": logits}
         return tuple(out[name] for name in self.features_list)
 
@@ -247,7 +142,7 @@ class DomainFeatureExtractor(FeatureExtractorBase):
         """Logits ``(N, num_outputs)`` for ``uint8`` images ``(N, C, H, W)``; ``argmax`` gives pseudo-labels."""
         device = next(self.network.parameters()).device
         out = [
-            self.network(_to_input(chunk.to(device)))[1].float().cpu() for chunk in images.split(batch_size)
+            self.network(to_input(chunk.to(device)))[1].float().cpu() for chunk in images.split(batch_size)
         ]
         return torch.cat(out) if out else torch.empty(0, self.meta["num_outputs"])
 
@@ -265,20 +160,7 @@ if NAME not in FEATURE_EXTRACTORS_REGISTRY:
     register_feature_extractor(NAME, DomainFeatureExtractor)
 
 
-# ---------------------------------------------------------------------------- training
-@dataclass(frozen=True)
-class TrainingRecipe:
-    """How the classifier is trained; every field is part of the cache key."""
-
-    epochs: int = 10
-    seed: int = 0
-    batch_size: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 5e-4
-    max_shift: int = 2  # random translations of up to this many pixels (per 28 px)
-    version: int = RECIPE_VERSION
-
-
+# ---------------------------------------------------------------------------- train or load
 def data_classes(datamodule: GenerativeDataModule) -> int:
     """Classes of the data (a data module built outside Hydra may leave ``num_classes`` unset)."""
     return int(datamodule.num_classes if datamodule.num_classes is not None else len(datamodule.class_names))
@@ -308,7 +190,7 @@ def extractor_path(cache_dir: str | Path, datamodule: GenerativeDataModule, arch
 def load_extractor(
     datamodule: GenerativeDataModule,
     cache_dir: str | Path,
-    arch: Arch = "auto",
+    arch: ClassifierArch = "auto",
     recipe: TrainingRecipe | None = None,
     device: torch.device | str | None = None,
     retrain: bool = False,
@@ -385,95 +267,3 @@ def train_extractor(
         "sha256": state_dict_sha256(state),
     }
     return {"meta": meta, "state_dict": state}
-
-
-def fit_classifier(
-    x: Tensor,
-    y: Tensor,
-    arch: str,
-    num_outputs: int,
-    recipe: TrainingRecipe,
-    device: torch.device,
-    task: Task = "classes",
-) -> nn.Module:
-    """Trains the domain network on ``uint8`` images ``x`` with labels ``y`` (or on their rotations).
-
-    The same network and recipe serve the feature extractor and the Classification Accuracy
-    Score of exported datasets. Training uses its own random streams: the caller's RNG state is
-    left as it was.
-    """
-    channels, size = int(x.shape[1]), int(x.shape[-1])
-    shift = max(1, round(recipe.max_shift * size / 28)) if recipe.max_shift else 0
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(recipe.seed)
-        generator = torch.Generator().manual_seed(recipe.seed)
-        network = build_network(arch, channels, size, num_outputs).to(device)
-        batch = min(recipe.batch_size, len(x))
-        steps_per_epoch = max(1, len(x) // batch)
-        optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch
-        )
-        network.train()
-        for _ in range(recipe.epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for step in range(steps_per_epoch):
-                idx = order[step * batch : (step + 1) * batch]
-                images = random_shift(x[idx].cpu(), shift, generator)
-                images, targets = _task_batch(images, y[idx].cpu(), task, generator)
-                _, logits = network(_to_input(images.to(device)))
-                loss = F.cross_entropy(logits, targets.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-        network.eval()
-    return network
-
-
-def random_shift(x: Tensor, shift: int, generator: torch.Generator) -> Tensor:
-    """Translates each image by up to ``shift`` pixels (zero padding): the classic MNIST augmentation."""
-    if shift == 0:
-        return x
-    n, _, h, w = x.shape
-    padded = F.pad(x, (shift, shift, shift, shift))
-    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
-    out = torch.empty_like(x)
-    # One slice per offset: (2 * shift + 1)^2 copies instead of a gather per pixel.
-    for a in range(2 * shift + 1):
-        for b in range(2 * shift + 1):
-            mask = (dy == a) & (dx == b)
-            if mask.any():
-                out[mask] = padded[mask, :, a : a + h, b : b + w]
-    return out
-
-
-def rotate(x: Tensor, quarter_turns: Tensor) -> Tensor:
-    out = torch.empty_like(x)
-    for k in range(4):
-        mask = quarter_turns == k
-        if mask.any():
-            out[mask] = torch.rot90(x[mask], k, dims=(2, 3))
-    return out
-
-
-def _task_batch(x: Tensor, y: Tensor, task: Task, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    if task == "classes":
-        return x, y
-    turns = torch.randint(0, 4, (len(x),), generator=generator)
-    return rotate(x, turns), turns
-
-
-@torch.no_grad()
-def classifier_accuracy(
-    network: nn.Module, x: Tensor, y: Tensor, device: torch.device, seed: int = 0, task: Task = "classes"
-) -> float:
-    """Top-1 accuracy of ``network`` on ``uint8`` images ``x`` (labels ``y``, or rotations)."""
-    generator = torch.Generator().manual_seed(seed)
-    correct = 0
-    for xb, yb in zip(x.cpu().split(1000), y.cpu().split(1000)):
-        xb, yb = _task_batch(xb, yb, task, generator)
-        correct += int((network(_to_input(xb.to(device)))[1].argmax(1).cpu() == yb).sum())
-    return correct / max(1, len(x))

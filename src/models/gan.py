@@ -27,7 +27,7 @@ EMA
 
 Gradient clipping
     Lightning's Trainer refuses ``gradient_clip_val`` with manual optimization; the run's
-    ``trainer.gradient_clip_val`` is handed to this module instead (``src.utils.build``) and
+    ``trainer.gradient_clip_val`` is handed to this module instead (``src.runtime.build``) and
     applied to both networks' gradients before each update.
 """
 
@@ -43,7 +43,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from src.models.base import GenerativeModule, OptimizerFactory, SchedulerFactory
 from src.models.losses import GanLoss, GradientPenalty, R1Penalty
-from src.models.networks.gan import Arch, GanNetworkSpec, build_gan_networks
+from src.models.networks.gan import GanArch, GanNetworkSpec, build_gan_networks
 from src.models.networks.layers import Norm
 from src.utils.errors import UserError
 from src.utils.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
@@ -80,7 +80,7 @@ class GanModule(GenerativeModule):
         num_classes: NonNegativeInt = 0,
         conditional: bool = False,
         point_dim: PositiveInt | None = None,
-        arch: Arch = "dcgan",
+        arch: GanArch = "dcgan",
         latent_dim: PositiveInt = 128,
         g_width: PositiveInt = 64,
         d_width: PositiveInt = 64,
@@ -127,7 +127,7 @@ class GanModule(GenerativeModule):
         self.eval_seed = eval_seed
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.scheduler_g, self.scheduler_d = scheduler_g, scheduler_d
-        # Handed over from `trainer.gradient_clip_val` by src.utils.build (see module docstring).
+        # Handed over from `trainer.gradient_clip_val` by src.runtime.build (see module docstring).
         self.gradient_clip_val: float | None = None
         self.gradient_clip_algorithm: Literal["norm", "value"] = "norm"
         self.noise_generator: torch.Generator | None = None

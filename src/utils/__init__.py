@@ -1,1 +1,1 @@
-"""Shared plumbing for the entry points: errors, config checks, run records, logging."""
+"""The foundation: errors, types and logging. Imports nothing else of the project."""

@@ -19,7 +19,7 @@ from src.models.networks.mlp import MlpDiscriminator, MlpGenerator
 from src.models.networks.resnet import ResNetDiscriminator, ResNetGenerator
 
 # Image architectures; point data always get MLPs (``mlp_width``, ``mlp_depth``).
-Arch = Literal["dcgan", "resnet"]
+GanArch = Literal["dcgan", "resnet"]
 
 
 class DcganGenerator(nn.Module):
@@ -67,7 +67,7 @@ class DcganDiscriminator(nn.Module):
 class GanNetworkSpec:
     """What the networks are built from: the data's shape and the model config's sizes."""
 
-    arch: Arch
+    arch: GanArch
     latent_dim: int
     num_classes: int
     g_width: int

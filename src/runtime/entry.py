@@ -12,7 +12,6 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -21,10 +20,11 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from src.runtime.run import TaskResult, report_error, run_task
 from src.utils.logging import quiet_library_noise
-from src.utils.run import TaskResult, report_error, run_task
+from src.utils.paths import CONFIG_DIR as _CONFIG_DIR
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONFIG_DIR = str(_CONFIG_DIR)
 
 
 def hydra_task(config_name: str) -> Callable[[Callable[[DictConfig], TaskResult]], Callable[[], Any]]:

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from src.data.base import GenerativeDataModule
-from src.metrics.domain import TrainingRecipe, classifier_accuracy, fit_classifier, resolve_arch
+from src.metrics.classifier_networks import resolve_arch
+from src.metrics.classifier_training import TrainingRecipe, classifier_accuracy, fit_classifier
 from src.utils.errors import UserError
 
 

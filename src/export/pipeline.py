@@ -1,0 +1,62 @@
+"""Exporting a trained model: sample, label, score, write, and log the dataset artifact.
+
+Shared by ``src.generate`` and ``src.train export.enabled=true`` (entry points never import each
+other); the caller builds the model, data and metrics (``src.runtime``) and hands them in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.data.base import GenerativeDataModule
+from src.export.artifacts import log_dataset_artifact
+from src.export.exporter import ExportOptions, export_dataset, file_sha256
+from src.metrics import Scorer, score_samples
+from src.models.base import GenerativeModule
+
+
+def export_trained_model(
+    model: GenerativeModule,
+    datamodule: GenerativeDataModule,
+    run_cfg: DictConfig,
+    ckpt_path: str | Path,
+    options: ExportOptions,
+    loggers: list,
+    metrics: Any = None,
+) -> tuple[Path, dict[str, Any]]:
+    """The export shared by ``src.generate`` and ``src.train export.enabled=true``.
+
+    ``model`` holds the checkpoint's weights on its device; ``metrics`` is the run's prepared
+    metrics callback (None: unscored): its feature extractor scores the export against the real
+    test split, and its domain classifier labels the samples of unconditional models
+    (pseudo-labels, marked as such).
+    """
+    datamodule.setup()
+    extractor = getattr(metrics, "extractor", None)
+    provenance: dict[str, Any] = {
+        "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": file_sha256(ckpt_path)},
+        "data": datamodule.describe(),
+        "config": OmegaConf.to_container(run_cfg, resolve=True),
+    }
+    pseudo_labeler = None
+    if extractor is not None and not model.num_classes and getattr(extractor, "has_class_logits", False):
+        pseudo_labeler = lambda images: extractor.classify(images).argmax(1)  # noqa: E731
+        provenance["pseudo_labeler"] = extractor.describe()
+    scorer = None
+    if extractor is not None:
+        shared = Scorer(extractor, metrics.options, metrics.cache_dir, metrics.batch_size)
+        scorer = lambda images: score_samples(images, datamodule, "test", scorer=shared)  # noqa: E731
+    out_dir, manifest = export_dataset(
+        model,
+        class_names=datamodule.class_names,
+        train_labels=datamodule.split("train")[1] if datamodule.num_classes else None,
+        options=options,
+        provenance=provenance,
+        pseudo_labeler=pseudo_labeler,
+        scorer=scorer,
+    )
+    log_dataset_artifact(loggers, out_dir, manifest, ckpt_path)
+    return out_dir, manifest
