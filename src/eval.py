@@ -9,6 +9,8 @@ Writes its own run directory with ``metrics.json``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from omegaconf import DictConfig
 
 from src.logger import finish_wandb_runs
@@ -19,17 +21,23 @@ from src.runtime.build import (
     collect_protocol,
     load_trained_run,
 )
-from src.runtime.config_check import check_callable_args
+from src.runtime.config_check import task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult, flat_numbers
 
 
-def eval_options(ckpt_path: str, data_dir: str | None, seed: int | None) -> None:
-    """The top-level options of ``conf/eval.yaml``."""
+@dataclass
+class EvalOptions:
+    """The top-level keys of ``conf/eval.yaml``."""
+
+    task_name: str
+    ckpt_path: str
+    data_dir: str | None
+    seed: int | None
 
 
 def evaluate(cfg: DictConfig) -> TaskResult:
-    check_callable_args(eval_options, {k: cfg.get(k) for k in ("ckpt_path", "data_dir", "seed")}, path="")
+    task_options(EvalOptions, cfg)
     run = load_trained_run(cfg, cfg.ckpt_path)
     run_cfg, datamodule, model = run.run_cfg, run.datamodule, run.model
     callbacks = build_metrics(run_cfg, datamodule, run.hardware)

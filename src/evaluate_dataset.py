@@ -10,36 +10,47 @@ directory, and the figures to the logger).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from omegaconf import DictConfig
 
 from src.export.reader import read_export
 from src.logger import finish_wandb_runs
 from src.metrics import ScoreOptions, score_samples
+from src.metrics.classifier_networks import ClassifierArch
 from src.metrics.classifier_training import TrainingRecipe
 from src.metrics.utility import classification_accuracy_score
 from src.runtime.build import build_collection, build_datamodule, build_hardware
-from src.runtime.config_check import check_callable_args, check_config
+from src.runtime.config_check import check_config, task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult
 from src.utils.errors import UserError
 from src.utils.types import PositiveInt
 
 
-def evaluate_dataset_options(
-    synthetic: str, scores: bool, arch: Literal["auto", "lenet", "resnet"], epochs: PositiveInt, seed: int
-) -> None:
-    """The options of ``conf/evaluate_dataset.yaml``."""
+@dataclass
+class ClassifierOptions:
+    """``classifier``: the domain classifier trained for the Classification Accuracy Score."""
+
+    arch: ClassifierArch
+    epochs: PositiveInt
+    seed: int
+
+
+@dataclass
+class EvaluateDatasetOptions:
+    """The top-level keys of ``conf/evaluate_dataset.yaml``."""
+
+    task_name: str
+    synthetic: str
+    scores: bool
 
 
 def evaluate_dataset(cfg: DictConfig) -> TaskResult:
-    check_callable_args(
-        evaluate_dataset_options,
-        {"synthetic": cfg.synthetic, "scores": cfg.scores, **cfg.classifier},
-        path="",
-    )
+    task_options(EvaluateDatasetOptions, cfg)
+    task_options(ClassifierOptions, cfg.classifier, path="classifier")
     check_config(cfg, ("hardware", "data", "logger"))
     root = Path(cfg.synthetic).expanduser()
     exported = read_export(root)

@@ -9,20 +9,33 @@ W&B dataset artifact. Verify it later with ``python -m src.verify_dataset <out_d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from src.export.exporter import ExportOptions
 from src.export.pipeline import export_trained_model
 from src.export.writer import check_out_dir
 from src.logger import finish_wandb_runs
-from src.runtime.build import build_collection, build_export_options, build_metrics, load_trained_run
+from src.runtime.build import build_collection, build_metrics, load_trained_run
+from src.runtime.config_check import task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult
 
 
+@dataclass
+class GenerateOptions:
+    """The top-level keys of ``conf/generate.yaml`` besides the export options (:class:`ExportOptions`)."""
+
+    task_name: str
+    ckpt_path: str
+    data_dir: str | None
+
+
 def generate(cfg: DictConfig) -> TaskResult:
-    options = build_export_options(cfg)
+    task_options(GenerateOptions, cfg)
+    options = task_options(ExportOptions, cfg)
     check_out_dir(Path(options.out_dir), options.overwrite)
     run = load_trained_run(cfg, cfg.ckpt_path)
     loggers = build_collection(cfg.get("logger"))

@@ -7,6 +7,7 @@ sweeper. ``ckpt_path=<run>/checkpoints/last.ckpt`` resumes a run (step count, op
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ from src.export.writer import check_out_dir
 from src.logger import finish_wandb_runs
 from src.runtime.build import (
     build_collection,
-    build_export_options,
     build_metrics,
     build_run_parts,
     build_trainer,
@@ -30,7 +30,7 @@ from src.runtime.build import (
     prepare_metrics,
     read_checkpoint,
 )
-from src.runtime.config_check import check_callable_args
+from src.runtime.config_check import task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult, flat_numbers
 from src.utils.errors import TrainingFailure, UserError
@@ -39,8 +39,17 @@ from src.utils.logging import get_logger
 log = get_logger(__name__)
 
 
-def train_options(seed: int | None, ckpt_path: str | None, test: bool, optimized_metric: str | None) -> None:
-    """The top-level options of ``conf/train.yaml`` (their types are checked before a run)."""
+@dataclass
+class TrainOptions:
+    """The top-level keys of ``conf/train.yaml`` (checked before a run)."""
+
+    task_name: str
+    tags: list[str]
+    seed: int | None
+    ckpt_path: str | None
+    test: bool
+    optimized_metric: str | None
+    objective_penalty: float | None
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -63,7 +72,7 @@ def planned_export(cfg: DictConfig) -> ExportOptions | None:
     """The export to run after training (``export.enabled=true``), checked before training starts."""
     if not cfg.get("export") or not cfg.export.get("enabled"):
         return None
-    options = build_export_options(cfg.export)
+    options = task_options(ExportOptions, cfg.export, path="export")
     if options.out_dir is None:
         options.out_dir = str(Path(cfg.paths.output_dir) / "synthetic")
     check_out_dir(Path(options.out_dir), options.overwrite)
@@ -71,11 +80,7 @@ def planned_export(cfg: DictConfig) -> ExportOptions | None:
 
 
 def train(cfg: DictConfig) -> TaskResult:
-    check_callable_args(
-        train_options,
-        {k: cfg.get(k) for k in ("seed", "ckpt_path", "test", "optimized_metric")},
-        path="",
-    )
+    task_options(TrainOptions, cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
         read_checkpoint(ckpt_path)

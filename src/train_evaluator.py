@@ -9,22 +9,28 @@ of ``metrics=domain`` (``metrics.extractor_arch``, ``metrics.extractor_epochs``,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from omegaconf import DictConfig
 
 from src.metrics import DomainMetrics, load_extractor
 from src.runtime.build import build, build_datamodule, build_hardware
-from src.runtime.config_check import check_callable_args, check_config
+from src.runtime.config_check import check_config, task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult
 from src.utils.errors import UserError
 
 
-def train_evaluator_options(retrain: bool) -> None:
-    """The top-level options of ``conf/train_evaluator.yaml``."""
+@dataclass
+class TrainEvaluatorOptions:
+    """The top-level keys of ``conf/train_evaluator.yaml``."""
+
+    task_name: str
+    retrain: bool
 
 
 def train_evaluator(cfg: DictConfig) -> TaskResult:
-    check_callable_args(train_evaluator_options, {"retrain": cfg.get("retrain")}, path="")
+    task_options(TrainEvaluatorOptions, cfg)
     check_config(cfg, ("hardware", "data", "metrics"))
     hardware = build_hardware(cfg)
     datamodule = build_datamodule(cfg)

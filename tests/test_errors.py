@@ -53,7 +53,20 @@ def assert_one_error_line(code: int, err: str, *fragments: str) -> None:
 
 BAD_TRAIN_INPUT = {
     "unknown group option": (["model=foo"], ["model/foo", "vae"]),
-    "unknown key": (["model.latnt_dim=3"], ["latnt_dim"]),
+    "unknown key": (
+        ["model.latnt_dim=3"],
+        ["model.latnt_dim is not an option", "did you mean model.latent_dim"],
+    ),
+    "optimizer value torch rejects": (
+        ["model=dcgan", "model.optimizer_g.lr=-1"],
+        ["model.optimizer_g", "learning rate"],
+    ),
+    "scheduler value torch rejects": (
+        ["experiment=toy2d", "model.scheduler_g.end_factor=2"],
+        ["model.scheduler_g", "LinearLR"],
+    ),
+    "top-level key of the wrong type": (["objective_penalty=high"], ["objective_penalty='high'"]),
+    "tags that are not a list": (["tags={a: 1}"], ["tags="]),
     "unknown added key": (["+model.foo=1"], ["model.foo is not an option", "latent_dim"]),
     "wrong type": (["model.latent_dim=abc"], ["model.latent_dim='abc'", "integer"]),
     "wrong type of a trainer option": (["trainer.max_epochs=ten"], ["trainer.max_epochs"]),

@@ -11,13 +11,14 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from src.data.mnist import _bundled_mnist
-from src.metrics import ScoreOptions, TorchmetricsFeature, extract_features, quantize, score_samples
+from src.metrics import ScoreOptions, TorchmetricsFeature, extract_features, score_samples
 from src.metrics.fidelity import (
     fid_statistics,
     frechet_distance,
     kernel_distance,
     precision_recall_density_coverage,
 )
+from src.utils.images import to_uint8
 
 
 def perturb(images: torch.Tensor, kind: str, level: float) -> torch.Tensor:
@@ -27,7 +28,7 @@ def perturb(images: torch.Tensor, kind: str, level: float) -> torch.Tensor:
         x = x + level * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     elif level > 0 and kind == "blur":
         x = TF.gaussian_blur(x, kernel_size=2 * math.ceil(3 * level) + 1, sigma=level)
-    return quantize(x.clamp(0, 1))
+    return to_uint8(x.clamp(0, 1))
 
 
 @pytest.fixture(scope="module")

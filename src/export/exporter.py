@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from src.export.labels import plan_labels
 from src.export.writer import SyntheticDatasetWriter, check_out_dir
 from src.models.base import GenerativeModule
 from src.utils.errors import UserError
+from src.utils.images import to_uint8
 from src.utils.logging import get_logger
 from src.utils.types import NonNegativeInt, PositiveInt
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # (uint8 images (B, C, H, W)) -> labels (B,): the domain classifier labelling unconditional samples.
 PseudoLabeler = Callable[[Tensor], Tensor]
 # (uint8 images (N, C, H, W)) -> (scores, protocol) against the real test split.
-Scorer = Callable[[Tensor], tuple[dict[str, float], dict[str, Any]]]
+ScoreFunction = Callable[[Tensor], tuple[dict[str, float], dict[str, Any]]]
 
 
 @dataclass
@@ -68,7 +68,7 @@ def export_dataset(
     options: ExportOptions,
     provenance: dict[str, Any],
     pseudo_labeler: PseudoLabeler | None = None,
-    scorer: Scorer | None = None,
+    scorer: ScoreFunction | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Generates ``options.n`` samples and writes them to ``options.out_dir``; returns (dir, manifest)."""
     if model.data_kind != "image":
@@ -107,11 +107,6 @@ def export_dataset(
         path = writer.finish(manifest)
     log.info(f"exported {options.n} samples to {path}")
     return path, manifest
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """[0, 1] floats -> uint8, rounded exactly as PNG export stores them."""
-    return (images * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _labels(
@@ -164,14 +159,6 @@ def software_versions() -> dict[str, Any]:
         "git_dirty": dirty,
         "torch": torch.__version__,
     }
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _installed(name: str) -> bool:

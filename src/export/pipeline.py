@@ -13,9 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.data.base import GenerativeDataModule
 from src.export.artifacts import log_dataset_artifact
-from src.export.exporter import ExportOptions, export_dataset, file_sha256
+from src.export.exporter import ExportOptions, export_dataset
 from src.metrics import Scorer, score_samples
 from src.models.base import GenerativeModule
+from src.utils.files import file_sha256
 
 
 def export_trained_model(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# zlib level 1: PNG stays lossless; higher levels cost 2-3x the time for a few percent of size.
+# zlib level 1: PNG stays lossless; higher levels cost several times the time for a few percent of size.
 COMPRESS_LEVEL = 1
 
 

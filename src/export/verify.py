@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from src.export.writer import CHECKSUMS, FORMAT_VERSION, MANIFEST, METADATA
+from src.utils.files import file_sha256
 
 
 def verify_dataset(root: Path) -> list[str]:
@@ -29,7 +29,7 @@ def verify_dataset(root: Path) -> list[str]:
     for relpath in sorted(present - expected.keys()):
         problems.append(f"extra: {relpath}")
     for relpath in sorted(expected.keys() & present):
-        if _sha256(root / relpath) != expected[relpath]:
+        if file_sha256(root / relpath) != expected[relpath]:
             problems.append(f"altered: {relpath}")
     problems.extend(_manifest_problems(root, expected))
     return problems
@@ -51,11 +51,3 @@ def _manifest_problems(root: Path, expected: dict[str, str]) -> list[str]:
     if METADATA in expected and pngs != manifest.get("n"):
         problems.append(f"inconsistent: {MANIFEST} says n={manifest.get('n')} but {pngs} images are listed")
     return problems
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,7 +13,7 @@ Outside Lightning::
 from src.metrics.callback import DomainMetrics, InceptionMetrics, SampleQuality
 from src.metrics.classifier_training import TrainingRecipe
 from src.metrics.domain import DomainFeatureExtractor, load_extractor
-from src.metrics.features import FeatureSet, RealFeatureCache, TorchmetricsFeature, extract_features, quantize
+from src.metrics.features import FeatureSet, RealFeatureCache, TorchmetricsFeature, extract_features
 from src.metrics.inception import InceptionFeatureExtractor, load_inception
 from src.metrics.scoring import ScoreOptions, Scorer, score_samples
 
@@ -32,6 +32,5 @@ __all__ = [
     "extract_features",
     "load_extractor",
     "load_inception",
-    "quantize",
     "score_samples",
 ]

@@ -32,12 +32,13 @@ from src.data.base import GenerativeDataModule
 from src.metrics.classifier_networks import ClassifierArch
 from src.metrics.classifier_training import TrainingRecipe
 from src.metrics.domain import load_extractor
-from src.metrics.features import FeatureSet, quantize
+from src.metrics.features import FeatureSet
 from src.metrics.inception import load_inception, locate_inception_weights
+from src.metrics.modes import HQ_SIGMAS, mode_statistics
 from src.metrics.modes import PROTOCOL as MODES_PROTOCOL
-from src.metrics.modes import mode_statistics
 from src.metrics.scoring import ScoreOptions, Scorer, chunk_sizes, sample_chunk
 from src.utils.errors import UserError
+from src.utils.images import to_uint8
 from src.utils.logging import get_logger
 from src.utils.types import PositiveFloat, PositiveInt
 
@@ -221,7 +222,7 @@ class SampleQuality(pl.Callback):
         buffer = torch.zeros(math.ceil(len(sizes) / world), max(sizes), width, device=device)
         for slot, index in enumerate(range(rank, len(sizes), world)):
             samples = sample_chunk(pl_module.sample, index, sizes[index], self.options.seed, device)
-            rows = samples.float() if points else self.scorer.features(quantize(samples)).rows()
+            rows = samples.float() if points else self.scorer.features(to_uint8(samples)).rows()
             buffer[slot, : sizes[index]] = rows
         # Ranks with fewer chunks send zero padding; it is cut away below.
         gathered = trainer.strategy.all_gather(buffer) if world > 1 else buffer.unsqueeze(0)
@@ -243,7 +244,7 @@ class SampleQuality(pl.Callback):
             "n_fake": n,
             "n_modes": len(datamodule.modes),
             "sigma": datamodule.sigma,
-            "hq_sigmas": 3.0,
+            "hq_sigmas": HQ_SIGMAS,
             "seed": self.options.seed,
             "chunk_size": self.chunk_size,
         }

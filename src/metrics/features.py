@@ -51,11 +51,6 @@ def metric_layers(extractor: FeatureExtractorBase) -> tuple[str, str]:
     )
 
 
-def quantize(images: Tensor) -> Tensor:
-    """``[0, 1]`` floats -> ``uint8`` exactly as a PNG export would store them."""
-    return (images * 255).round().clamp(0, 255).to(torch.uint8)
-
-
 @torch.no_grad()
 def extract_features(
     extractor: FeatureExtractorBase, images: Tensor, batch_size: int = 500, to_cpu: bool = True

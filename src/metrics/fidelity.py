@@ -3,9 +3,8 @@
 FID, KID and IS are torch-fidelity's own functions. Precision/recall (Kynkäänniemi et al. 2019)
 and density/coverage (Naeem et al. 2020) share one k-nearest-neighbour pass here, with the real
 side's radii computed once and kept between evaluations: torch-fidelity's
-``prc_features_to_metric`` recomputes them on every call and gives precision/recall only. For
-10k vs 10k 128-d features on the 2-core CPU (same load): torch-fidelity's precision/recall 6.4 s;
-here all four 5.3 s, 3.8 s with the real radii kept. The tests check both against the references
+``prc_features_to_metric`` recomputes them on every call and gives precision/recall only (the
+cost of each is measured by ``experiments/benchmarks/eval_cost.py``). The tests check both against the references
 on the same features: precision/recall equal torch-fidelity's (``<=``, its convention) and all four
 equal ``prdc``'s (density/coverage use ``<``, prdc's convention).
 """

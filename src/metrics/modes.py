@@ -15,9 +15,13 @@ import torch
 from torch import Tensor
 
 PROTOCOL = "pacgan-modes"
+# PacGAN: a sample is high quality within 3 standard deviations of its nearest mode.
+HQ_SIGMAS = 3.0
 
 
-def mode_statistics(samples: Tensor, modes: Tensor, sigma: float, hq_sigmas: float = 3.0) -> dict[str, float]:
+def mode_statistics(
+    samples: Tensor, modes: Tensor, sigma: float, hq_sigmas: float = HQ_SIGMAS
+) -> dict[str, float]:
     """Returns ``{"modes": captured modes, "hq_frac": high-quality fraction, "rkl": reverse KL}``."""
     samples = samples.detach().double().cpu()
     modes = modes.detach().double().cpu()

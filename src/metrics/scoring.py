@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from src.data.base import GenerativeDataModule
-from src.metrics.features import FeatureSet, RealFeatureCache, extract_features, quantize
+from src.metrics.features import FeatureSet, RealFeatureCache, extract_features
 from src.metrics.fidelity import (
     fid_statistics,
     frechet_distance,
@@ -33,6 +33,7 @@ from src.metrics.fidelity import (
 )
 from src.metrics.memorization import TrainReference, authenticity, mifid, nearest_neighbour_distances
 from src.utils.errors import UserError
+from src.utils.images import to_uint8
 
 # ``sampler(n, generator)`` -> ``n`` images in ``[0, 1]``, e.g. ``GenerativeModule.sample``.
 Sampler = Callable[..., Tensor]
@@ -276,7 +277,7 @@ def score_samples(
     generation: dict[str, Any] = {}
     if callable(fake) and not isinstance(fake, Tensor):
         parts = [
-            scorer.features(quantize(sample_chunk(fake, i, size, scorer.options.seed, device)))
+            scorer.features(to_uint8(sample_chunk(fake, i, size, scorer.options.seed, device)))
             for i, size in enumerate(chunk_sizes(n_fake, chunk_size))
         ]
         features = FeatureSet(
@@ -285,7 +286,7 @@ def score_samples(
         )
         generation = {"chunk_size": chunk_size, "chunk_seeds": "SeedSequence([seed, chunk index])"}
     else:
-        images = fake if fake.dtype == torch.uint8 else quantize(fake)
+        images = fake if fake.dtype == torch.uint8 else to_uint8(fake)
         features = scorer.features(images)
     scores = scorer.score(features, datamodule, split)
     return scores, scorer.protocol(datamodule, split, len(features), **generation)

@@ -73,7 +73,6 @@ class GenerativeModule(pl.LightningModule):
         self.point_dim = point_dim
         self.conditional = conditional
         self.num_classes = int(num_classes) if conditional else 0
-        self.data_num_classes = int(num_classes or 0)
         self.monitor = monitor
         self.monitor_mode = monitor_mode
         self.run_config: dict[str, Any] | None = None

@@ -6,7 +6,7 @@ the run with one ``Error:`` line before data are loaded or a process is started.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,9 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.data.base import GenerativeDataModule
-from src.export.exporter import ExportOptions
 from src.hardware import Hardware
 from src.models.base import CONFIG_KEY, GenerativeModule
-from src.runtime.config_check import check_callable_args, check_config
+from src.runtime.config_check import check_config
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
 
@@ -251,14 +250,3 @@ def load_trained_run(cfg: DictConfig, ckpt_path: str | Path) -> TrainedRun:
     model.load_state_dict(checkpoint["state_dict"])
     model.on_load_checkpoint(checkpoint)
     return TrainedRun(run_cfg, hardware, datamodule, model)
-
-
-def build_export_options(node: DictConfig) -> ExportOptions:
-    """Checked :class:`ExportOptions` from the keys of ``node`` (generate's top level, or train's ``export``)."""
-    values = {
-        f.name: OmegaConf.to_container(node, resolve=True).get(f.name)
-        for f in fields(ExportOptions)
-        if f.name in node
-    }
-    check_callable_args(ExportOptions, values, path="")
-    return ExportOptions(**values)

@@ -8,11 +8,12 @@ Value checks use pydantic on the constructor's type hints (``Annotated[int, Gt(0
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -20,6 +21,8 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from src.utils.errors import UserError
+
+T = TypeVar("T")
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
@@ -33,6 +36,24 @@ def check_config(cfg: DictConfig, keys: Iterable[str]) -> None:
             raise _config_error(exc, key) from None
         if node is not None:
             _check_node(node, key)
+
+
+def task_options(options_type: type[T], node: DictConfig, path: str = "") -> T:
+    """The checked instance of a dataclass of options read from ``node``'s keys of the same names.
+
+    One dataclass per entry point declares its top-level keys (``conf/<task>.yaml``); its field
+    types are the schema, checked like a constructor's. Keys the dataclass does not declare are
+    config groups (checked by :func:`check_config`) or Hydra's own.
+    """
+    names = [f.name for f in dataclasses.fields(options_type)]
+    for name in names:
+        if OmegaConf.is_missing(node, name):
+            key = f"{path}.{name}" if path else name
+            raise UserError(f"{key} has no value: set {key}=<value> on the command line.")
+    container = OmegaConf.to_container(node, resolve=True)
+    values = {name: container.get(name) for name in names if name in node}
+    check_callable_args(options_type, values, path=path)
+    return options_type(**values)
 
 
 def check_callable_args(fn: Callable[..., Any], values: dict[str, Any], path: str) -> None:
@@ -87,6 +108,7 @@ def _check_target_node(node: DictConfig, path: str) -> None:
             _check_value(target, key, value, child_path)
 
     if partial:
+        _construct_on_stand_in(node, target, path)
         return
     for name, param in params.items():
         required = param.default is inspect.Parameter.empty and param.kind in (
@@ -190,3 +212,37 @@ def _config_error(exc: OmegaConfBaseException, path: str) -> UserError:
         return UserError(f"{key} has no value: set {key}=<value>.")
     msg = " ".join(str(getattr(exc, "msg", None) or exc).split())
     return UserError(f"{path}: {msg}")
+
+
+def _construct_on_stand_in(node: DictConfig, target: Any, path: str) -> None:
+    """Builds an optimizer or scheduler partial once on a stand-in parameter.
+
+    Partials are completed only in ``configure_optimizers``, after the data are loaded; values
+    their constructors reject (``lr=-1``, ``betas=[2, 0]``) would surface there as a traceback.
+    Building them here on one scalar parameter turns each into an ``Error:`` line before any work.
+    """
+    import torch
+
+    if not isinstance(target, type):
+        return
+    is_optimizer = issubclass(target, torch.optim.Optimizer)
+    is_scheduler = issubclass(target, torch.optim.lr_scheduler.LRScheduler)
+    if not (is_optimizer or is_scheduler):
+        return
+    kwargs = {
+        key: OmegaConf.to_container(value, resolve=True)
+        if isinstance(value, DictConfig | ListConfig)
+        else value
+        for key, value in ((k, node[k]) for k in node if k not in _HYDRA_KEYS)
+    }
+    stand_in = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        if is_optimizer:
+            target(stand_in, **kwargs)
+        else:
+            target(torch.optim.SGD(stand_in, lr=1.0), **kwargs)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise UserError(
+            f"{path} is invalid: {target.__name__} rejects it ({reason}). Change the values under {path}."
+        ) from None

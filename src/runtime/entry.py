@@ -8,6 +8,7 @@ multi-line block and exit code 1. The contract is one line starting with ``Error
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import sys
@@ -18,7 +19,7 @@ import hydra
 from hydra._internal import utils as hydra_internal_utils
 from hydra.errors import HydraException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from src.runtime.run import TaskResult, report_error, run_task
 from src.utils.logging import quiet_library_noise
@@ -69,9 +70,16 @@ def _run_and_report(original: Callable[[Any], Any], func: Callable[[], Any]) -> 
 
 
 def hydra_error_message(exc: BaseException) -> str:
-    """Folds Hydra's multi-line composition report into one line (without the search path)."""
-    text = str(exc)
+    """Folds Hydra's multi-line composition report into one line (without the search path).
+
+    A mistyped key (``model.latnt_dim=8``) gets the closest existing keys instead of Hydra's
+    advice to append it with ``+``, which would only move the mistake into the model's constructor.
+    """
     cause = exc.__cause__
+    suggestion = _unknown_key_suggestion(cause)
+    if suggestion is not None:
+        return suggestion
+    text = str(exc)
     if isinstance(cause, OmegaConfBaseException):
         text = f"{text} {getattr(cause, 'msg', None) or cause}"
     lines = []
@@ -82,3 +90,22 @@ def hydra_error_message(exc: BaseException) -> str:
             continue
         lines.append(line.strip())
     return " ".join(part for part in lines if part)
+
+
+def _unknown_key_suggestion(cause: BaseException | None) -> str | None:
+    if not isinstance(cause, ConfigKeyError | ConfigAttributeError) or not isinstance(
+        cause.parent_node, DictConfig
+    ):
+        return None
+    key, full_key = str(cause.key), str(cause.full_key)
+    if not full_key.endswith(key):
+        return None
+    known = [str(k) for k in cause.parent_node]
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    prefix = full_key[: -len(key)]
+    hint = (
+        f"did you mean {' or '.join(prefix + c for c in close)}?"
+        if close
+        else f"options there: {', '.join(known)}."
+    )
+    return f"{full_key} is not an option: {hint}"
