@@ -19,6 +19,7 @@ from src.export.exporter import ExportOptions
 from src.export.pipeline import export_trained_model
 from src.export.writer import check_out_dir
 from src.logger import finish_wandb_runs
+from src.models.checkpoint import read_checkpoint
 from src.runtime.build import (
     build_collection,
     build_metrics,
@@ -28,7 +29,6 @@ from src.runtime.build import (
     collect_protocol,
     log_hyperparameters,
     prepare_metrics,
-    read_checkpoint,
 )
 from src.runtime.config_check import task_options
 from src.runtime.entry import hydra_task

@@ -13,9 +13,11 @@ from lightning.pytorch import seed_everything
 
 from src.data.toy2d import MIXTURES, mixture_modes
 from src.metrics.modes import mode_statistics
+from src.models.base import GenerativeModule
+from src.models.checkpoint import read_checkpoint
 from src.models.gan import GanModule
 from src.models.losses import NonSaturatingLoss
-from src.runtime.build import build, model_from_checkpoint, read_checkpoint
+from src.runtime.build import build
 from src.runtime.run import read_metrics_json, run_task
 from src.train import train
 from src.utils.errors import UserError
@@ -143,7 +145,7 @@ def test_ema_weights_differ_from_the_raw_ones_and_are_the_ones_sampled(make_cfg)
     train(cfg)
     checkpoint = _checkpoint(cfg)
     assert any(key.startswith("generator_ema.module.") for key in checkpoint["state_dict"])
-    model = model_from_checkpoint(checkpoint)
+    model = GenerativeModule.from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     raw = dict(model.generator.named_parameters())
     averaged = dict(model.generator_ema.module.named_parameters())
     assert raw.keys() == averaged.keys()
@@ -170,11 +172,31 @@ def test_before_ema_start_the_average_follows_the_generator(make_cfg) -> None:
         ],
     )
     train(cfg)
-    model = model_from_checkpoint(_checkpoint(cfg))
+    model = GenerativeModule.from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     for (name, raw), (_, averaged) in zip(
         model.generator.state_dict().items(), model.generator_ema.module.state_dict().items()
     ):
         assert torch.equal(raw.float(), averaged.float()), name
+
+
+def test_epoch_without_a_generator_update_still_leaves_last_ckpt(make_cfg) -> None:
+    """n_critic=5 and 3 real batches: one epoch trains only the discriminator; last.ckpt is written."""
+    cfg = make_cfg(
+        "train",
+        [
+            "model=wgan_gp",
+            *FAST_GAN,
+            *DATASETS["ring8"],
+            "model.n_critic=5",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+            "test=false",
+        ],
+    )
+    train(cfg)
+    checkpoint = _checkpoint(cfg)
+    assert checkpoint["global_step"] == 0
+    assert checkpoint["epoch"] == 0
 
 
 def test_resume_restores_both_optimizers_the_ema_and_the_step_count(make_cfg) -> None:
@@ -319,7 +341,9 @@ def test_short_toy_run_covers_more_modes_than_at_initialisation(make_cfg) -> Non
     seed_everything(cfg.seed, verbose=False)
     before = coverage(build(cfg.model))
     train(cfg)
-    after = coverage(model_from_checkpoint(_checkpoint(cfg)))
+    after = coverage(
+        GenerativeModule.from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    )
     # At initialisation the generator puts (nearly) every sample on the centre mode.
     assert after["modes"] >= before["modes"] + 10, (before, after)
     assert after["rkl"] < before["rkl"], (before, after)

@@ -77,11 +77,11 @@ def sample_figure(jobs: list[Job], path: Path) -> None:
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
-    from src.runtime.build import model_from_checkpoint, read_checkpoint
+    from src.models.base import GenerativeModule
 
     fig, axes = plt.subplots(1, len(jobs), figsize=(3 * len(jobs), 3.3), dpi=110)
     for ax, job in zip(axes, jobs):
-        model = model_from_checkpoint(read_checkpoint(tested_checkpoint(job)))
+        model = GenerativeModule.from_checkpoint(tested_checkpoint(job))
         labels = torch.arange(64) % 8 if model.num_classes else None
         images = model.sample(64, labels=labels, generator=torch.Generator().manual_seed(0)).cpu()
         ax.imshow(make_grid(images, nrow=8, padding=1).permute(1, 2, 0).numpy())

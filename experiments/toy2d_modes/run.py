@@ -113,9 +113,9 @@ def summarise(label: str, preset: str, mixture: str, runs: list[Job], seconds_pe
 
 def final_samples(job: Job) -> torch.Tensor:
     """2,500 points from the job's tested checkpoint (the EMA generator where there is one)."""
-    from src.runtime.build import model_from_checkpoint, read_checkpoint
+    from src.models.base import GenerativeModule
 
-    model = model_from_checkpoint(read_checkpoint(job.directory / "checkpoints" / "last.ckpt"))
+    model = GenerativeModule.from_checkpoint(job.directory / "checkpoints" / "last.ckpt")
     return model.sample(2500, generator=torch.Generator().manual_seed(0)).cpu()
 
 

@@ -24,6 +24,7 @@ class LastCheckpoint(ModelCheckpoint):
             every_n_epochs=every_n_epochs,
             enable_version_counter=False,
         )
+        self._batches_saved = -1
 
     @property
     def state_key(self) -> str:
@@ -31,11 +32,34 @@ class LastCheckpoint(ModelCheckpoint):
         # refuses two checkpoint callbacks with one state key.
         return self._generate_state_key(role="last", every_n_epochs=self._every_n_epochs)
 
+    def _should_skip_saving_checkpoint(self, trainer: pl.Trainer) -> bool:
+        # Lightning skips a save when `global_step` has not moved since the last one. For GANs
+        # `global_step` counts generator updates: an epoch with fewer real batches than
+        # `n_critic` makes none, yet trained the discriminator. Keyed on real batches instead,
+        # every epoch leaves its last.ckpt and the same state is never written twice.
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        return (
+            bool(trainer.fast_dev_run)
+            or trainer.state.fn != TrainerFn.FITTING
+            or trainer.sanity_checking
+            or self._batches_saved == _real_batches(trainer)
+        )
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._batches_saved = _real_batches(trainer)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         # A run stopped by max_steps mid-epoch: its final state is the one to resume or re-score.
         if not self._should_skip_saving_checkpoint(trainer):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def _real_batches(trainer: pl.Trainer) -> int:
+    """Training batches seen by this fit (resumed runs count on from the checkpoint)."""
+    return trainer.fit_loop.epoch_loop.total_batch_idx
 
 
 def last_checkpoint(trainer: pl.Trainer) -> str:

@@ -9,15 +9,15 @@ the model's internals. Callbacks, metrics and the exporter rely only on this sur
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from src.models.checkpoint import CONFIG_KEY, read_checkpoint
 from src.utils.errors import UserError
-
-CONFIG_KEY = "genlab_run_config"
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -154,6 +154,42 @@ class GenerativeModule(pl.LightningModule):
         return []
 
     # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
+        """The trained model of a ``src.train`` checkpoint, in eval mode, in one call.
+
+        Built from the run config stored in the checkpoint (no data, Hydra or hardware needed),
+        with its trained weights (the generator's moving average included), so it can
+        ``sample``, ``reconstruct`` or be scored and exported from a notebook. Called on a
+        subclass (``VaeModule.from_checkpoint``), the checkpoint must hold that kind of model.
+        """
+        from hydra.utils import instantiate
+
+        checkpoint = read_checkpoint(path)
+        run_config = checkpoint[CONFIG_KEY]
+        model = instantiate(run_config["model"])
+        if not isinstance(model, cls):
+            raise UserError(
+                f"{path} holds a {type(model).__name__}, not a {cls.__name__}: "
+                "load it with GenerativeModule.from_checkpoint."
+            )
+        model.load_state_dict(checkpoint["state_dict"])
+        model.on_load_checkpoint(checkpoint)
+        return model.to(map_location).eval()
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: str | Path, map_location: Any = None, **kwargs: Any
+    ) -> GenerativeModule:
+        """Lightning's loader, answered by :meth:`from_checkpoint`: the constructor arguments are
+        the stored run config's, not Lightning's ``hyper_parameters``."""
+        if kwargs:
+            raise TypeError(
+                f"{cls.__name__}.load_from_checkpoint takes no constructor overrides ({', '.join(kwargs)}): "
+                "the model is rebuilt from the run config stored in the checkpoint."
+            )
+        return cls.from_checkpoint(checkpoint_path, map_location or "cpu")
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.run_config
 

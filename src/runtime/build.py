@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
@@ -21,9 +20,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.data.base import GenerativeDataModule
 from src.hardware import Hardware
 from src.models.base import CONFIG_KEY, GenerativeModule
+from src.models.checkpoint import read_checkpoint
 from src.runtime.config_check import check_config
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
+from src.utils.paths import CONFIG_DIR
 
 log = get_logger(__name__)
 
@@ -180,40 +181,6 @@ def collect_protocol(trainer: pl.Trainer) -> dict[str, Any]:
     return protocol
 
 
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> GenerativeModule:
-    """The trained model of a checkpoint from :func:`read_checkpoint`, in eval mode.
-
-    Built from the checkpoint's own (resolved) model config, so no data or hardware is needed:
-    enough to sample, e.g. for studies and exports.
-    """
-    run_config = checkpoint[CONFIG_KEY]
-    model: GenerativeModule = build(OmegaConf.create(run_config["model"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    model.run_config = run_config
-    return model.eval()
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint written by this framework; a missing or corrupt file is a :class:`UserError`."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(
-            f"ckpt_path={path} does not exist: pass the path of a .ckpt file (e.g. <run dir>/checkpoints/best.ckpt)."
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:
-        raise UserError(
-            f"ckpt_path={path} is not a readable checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}): "
-            "the file is truncated or corrupt; use another checkpoint (last.ckpt or best.ckpt)."
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or not checkpoint.get(CONFIG_KEY):
-        raise UserError(
-            f"ckpt_path={path} was not written by `src.train` (no state_dict or run config inside)."
-        )
-    return checkpoint
-
-
 @dataclass
 class TrainedRun:
     """A model rebuilt from a checkpoint, with the data it was trained on."""
@@ -250,3 +217,28 @@ def load_trained_run(cfg: DictConfig, ckpt_path: str | Path) -> TrainedRun:
     model.load_state_dict(checkpoint["state_dict"])
     model.on_load_checkpoint(checkpoint)
     return TrainedRun(run_cfg, hardware, datamodule, model)
+
+
+def load_run(ckpt_path: str | Path, data_dir: str | Path | None = None, hardware: str = "auto") -> TrainedRun:
+    """A trained model and the data it was trained on, from Python, in one call.
+
+    ``hardware`` names a ``conf/hardware`` option; ``data_dir`` points at the data on this
+    machine when they are not where the training run found them. Paths (cache, logs) are the
+    training run's own, so scores reuse its cached feature extractor. The model alone, without
+    data: ``GenerativeModule.from_checkpoint(ckpt_path)``.
+    """
+    from hydra import compose, initialize_config_dir
+
+    stored = read_checkpoint(ckpt_path)[CONFIG_KEY]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        composed = compose("eval", overrides=[f"hardware={hardware}", f"ckpt_path={ckpt_path}"])
+    cfg = OmegaConf.create(
+        {
+            "hardware": OmegaConf.to_container(composed.hardware, resolve=True),
+            "logger": None,
+            "paths": stored["paths"],
+            "task_name": stored.get("task_name", "train"),
+            "data_dir": str(data_dir) if data_dir is not None else None,
+        }
+    )
+    return load_trained_run(cfg, ckpt_path)
