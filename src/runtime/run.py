@@ -44,6 +44,12 @@ def report_error(message: str) -> None:
         print(f"Error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
+def announce(message: str) -> None:
+    """One line on stdout from global rank 0 (run directory at start and end of every command)."""
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        print(message, flush=True)
+
+
 def write_metrics_json(
     output_dir: str | Path, status: str, result: TaskResult | None = None, reason: str | None = None
 ) -> Path | None:
@@ -63,6 +69,7 @@ def write_metrics_json(
     tmp = path.with_name(f".{METRICS_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
+    announce(f"{status}: {path}")
     return path
 
 
@@ -80,6 +87,7 @@ def run_task(task: Callable[[DictConfig], TaskResult], cfg: DictConfig) -> float
     multirun = _is_multirun()
     rank = getattr(rank_zero_only, "rank", 0)
     partial = TaskResult()
+    announce(f"run directory: {output_dir}")
     try:
         result = task(cfg)
     except UserError as exc:
