@@ -86,6 +86,29 @@ def test_missing_files_without_network_name_the_directory_and_files(tmp_path: Pa
     assert "download failed" in message
 
 
+def test_a_failed_download_is_not_retried_by_every_command(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(1)
+        raise OSError("Name or service not known " + "x" * 400)
+
+    monkeypatch.setattr("torchvision.datasets.MNIST.download", refuse)
+    for _ in range(2):
+        with pytest.warns(UserWarning) as record:
+            MnistDataModule(data_dir=str(tmp_path), source="auto").prepare_data()
+    assert calls == [1]
+    assert "failed 0.0 h ago" in str(record[0].message) and "data.source=download" in str(record[0].message)
+    # The warning of the failed attempt ends with whole words, not cut mid-word.
+    with pytest.warns(UserWarning) as record:
+        MnistDataModule(data_dir=str(tmp_path / "other"), source="auto").prepare_data()
+    assert "known ...)" in str(record[0].message)
+    # data.source=download asks the network again at once.
+    with pytest.raises(UserError, match="download failed"):
+        MnistDataModule(data_dir=str(tmp_path), source="download").prepare_data()
+    assert len(calls) == 3
+
+
 def test_source_files_never_downloads(tmp_path: Path, monkeypatch) -> None:
     calls = []
     monkeypatch.setattr("torchvision.datasets.MNIST.download", lambda *a, **k: calls.append(1))

@@ -85,6 +85,7 @@ BAD_TRAIN_INPUT = {
     ),
     "GPU precision on a CPU": (["hardware.precision=16-mixed"], ["16-mixed", "bf16-mixed"]),
     "GPU hardware without a GPU": (["hardware=gpu"], ["CUDA GPU"]),
+    "GPU hardware in a debug preset": (["debug=fdr", "hardware=gpu"], ["CUDA GPU"]),
     "malformed override": (["model.latent_dim=[1,"], []),
 }
 

@@ -187,3 +187,17 @@ def test_bad_metrics_options_end_in_one_error_line(
     assert code == 2
     assert_one_error_line(code, err, *fragments)
     assert not list((tmp_path / "logs").rglob("*.ckpt"))
+
+
+def test_tensorboard_gets_the_protocol_as_text(make_cfg) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_cfg("train", [*FAST_VAE, "data.source=files", "logger=tensorboard", "test=false"])
+    run_task(train, cfg)
+    events = EventAccumulator(str(Path(cfg.paths.output_dir) / "tb"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = events.Tags()["tensors"]
+    assert "protocol/val/text_summary" in tags, tags
+    text = events.Tensors("protocol/val/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "protocol/val/extractor_sha256" in text and "protocol/val/n_fake: 64" in text
+    assert any(tag.startswith("samples/") for tag in events.Tags()["images"])

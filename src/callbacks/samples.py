@@ -94,8 +94,9 @@ def _grid_labels(pl_module: Any, n: int) -> tuple[Tensor | None, int]:
 def log_images(trainer: pl.Trainer, images: dict[str, Tensor], step: int) -> None:
     """Sends image tensors ``(C, H, W)`` in ``[0, 1]`` to the loggers that accept images."""
     for logger in trainer.loggers:
-        if hasattr(logger, "log_image"):  # W&B
-            logger.log_image(key="samples", images=list(images.values()), caption=list(images), step=step)
+        if hasattr(logger, "log_image"):  # W&B: one key per kind, since the kinds differ in size
+            for name, image in images.items():
+                logger.log_image(key=f"samples/{name}", images=[image], step=step)
         elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard
             for name, image in images.items():
                 logger.experiment.add_image(f"samples/{name}", image, global_step=step)

@@ -1,13 +1,16 @@
 """Datasets with a canonical on-disk format that can be downloaded: where the data comes from.
 
 ``source=auto`` tries, in order: the files under ``data_dir``, a download, and (MNIST only) the
-5,000-image subset bundled in a PyPI package, with a warning. The source used is kept in
+5,000-image subset bundled in a PyPI package, with a warning. A failed download is remembered
+(``<root>/.download-failed``) and not retried by ``source=auto`` for a day. The source used is kept in
 ``data_source`` and lands in ``metrics.json``. Without files, network or bundle the run stops
 before training with one ``Error:`` line naming the directory and the files expected there.
 """
 
 from __future__ import annotations
 
+import textwrap
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +22,9 @@ from src.utils.errors import UserError
 from src.utils.logging import get_logger
 
 log = get_logger(__name__)
+
+# After a failed download, data.source=auto goes straight to the bundled copy for this long.
+RETRY_AFTER_HOURS = 24
 
 
 class DownloadableDataModule(GenerativeDataModule):
@@ -56,18 +62,26 @@ class DownloadableDataModule(GenerativeDataModule):
         if not self.missing_files():
             return "files"
         failure = "downloads are off for data.source=files"
+        recent = self._recent_download_failure()
         if self.source in ("auto", "download"):
             if not download:
                 failure = "not downloaded on this process"
+            elif self.source == "auto" and recent is not None:
+                failure = (
+                    f"a download failed {recent / 3600:.1f} h ago (retried after {RETRY_AFTER_HOURS} h; "
+                    "data.source=download retries now)"
+                )
             else:
                 try:
                     log.info(f"data={self.name}: downloading to {self.root}")
                     self._download()
                     if not self.missing_files():
+                        self._failure_marker.unlink(missing_ok=True)
                         return "download"
                     failure = f"the download did not produce {', '.join(self.missing_files())}"
                 except Exception as exc:  # network errors come in many types; all mean "not available"
-                    failure = f"the download failed ({' '.join(str(exc).split())[:200]})"
+                    failure = f"the download failed ({textwrap.shorten(str(exc), 300, placeholder=' ...')})"
+                self._remember_download_failure()
         if self.source == "auto" and self.bundled_name is not None:
             message = (
                 f"data={self.name}: no files in {self.root} and {failure}; using the bundled "
@@ -79,6 +93,26 @@ class DownloadableDataModule(GenerativeDataModule):
             f"data={self.name}: files not found in {self.root} (expected: {', '.join(self.expected_files)})"
             f" and {failure}. Put the files there, set data.data_dir to where they are, or run with network access."
         )
+
+    @property
+    def _failure_marker(self) -> Path:
+        return self.root / ".download-failed"
+
+    def _recent_download_failure(self) -> float | None:
+        """Seconds since a failed download here, if within :data:`RETRY_AFTER_HOURS`."""
+        try:
+            age = time.time() - self._failure_marker.stat().st_mtime
+        except OSError:
+            return None
+        return age if age < RETRY_AFTER_HOURS * 3600 else None
+
+    def _remember_download_failure(self) -> None:
+        # Offline, every command would otherwise wait for the same download to fail again.
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._failure_marker.touch()
+        except OSError:
+            pass  # a read-only data directory: retrying next time is the only cost
 
     def _load(self) -> dict[str, tuple[Tensor, Tensor]]:
         if self.data_source is None:

@@ -292,6 +292,11 @@ class SampleQuality(pl.Callback):
         }
         for logger in trainer.loggers:
             logger.log_hyperparams(flat)
+            # TensorBoard keeps hyperparameters only beside a metric (none here): the protocol goes
+            # in as text, one entry per stage.
+            if type(logger).__name__ == "TensorBoardLogger":
+                text = "\n".join(f"    {k}: {v}" for k, v in flat.items())
+                logger.experiment.add_text(f"protocol/{stage}", text, global_step=trainer.global_step)
 
 
 class DomainMetrics(SampleQuality):

@@ -60,6 +60,13 @@ def _run_and_report(original: Callable[[Any], Any], func: Callable[[], Any]) -> 
         report_error(hydra_error_message(exc))
         sys.exit(2)
     except Exception as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") != "1" and _no_slurm_here(exc):
+            report_error(
+                "hydra/launcher=slurm needs a SLURM cluster, but srun cannot be found on this machine: submit "
+                "from a SLURM login node, or run the same jobs here with hydra/launcher=local (submitit, one "
+                "process per job) or with Hydra's default launcher (no hydra/launcher override)."
+            )
+            sys.exit(2)
         # Anything else is not a config mistake: Hydra's own report (a trimmed traceback).
         error = exc
 
@@ -109,3 +116,9 @@ def _unknown_key_suggestion(cause: BaseException | None) -> str | None:
         else f"options there: {', '.join(known)}."
     )
     return f"{full_key} is not an option: {hint}"
+
+
+def _no_slurm_here(exc: BaseException) -> bool:
+    # submitit's SLURM executor refuses a machine without SLURM with this RuntimeError, raised
+    # when the launcher builds its executor, before any job is submitted.
+    return isinstance(exc, RuntimeError) and 'Could not detect "srun"' in str(exc)
