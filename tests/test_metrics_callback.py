@@ -23,7 +23,20 @@ from src.train import train
 from tests.conftest import FAST_VAE
 from tests.test_errors import assert_one_error_line, run_main
 
-IMAGE_SCORES = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "density", "coverage"]
+IMAGE_SCORES = [
+    "fid",
+    "kid",
+    "kid_std",
+    "is",
+    "is_std",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "p_precision",
+    "p_recall",
+    "precision_outlier_share",
+]
 MEMORIZATION = ["authenticity", "nn_train", "nn_heldout"]
 
 
@@ -46,6 +59,9 @@ def test_train_run_records_scores_with_their_protocol_and_eval_reproduces_them(m
         for name in IMAGE_SCORES + MEMORIZATION:
             assert math.isfinite(metrics[f"{stage}/{name}"]), f"{stage}/{name}"
     protocol = metrics["protocol"]
+    # 24 val / 60 test images: too few for k-NN scores, and the run says so in metrics.json.
+    assert any(w.startswith("val: the real val split has 24 images") for w in metrics["warnings"])
+    assert protocol["val"]["n_fake_rule"] == "metrics.n_fake_val"
     cached = list(
         (Path(cfg.paths.cache_dir) / "extractors").glob(
             f"mnist-lenet-{protocol['val']['extractor_key'][:16]}.pt"

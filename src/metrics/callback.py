@@ -36,13 +36,16 @@ from src.metrics.features import FeatureSet
 from src.metrics.inception import load_inception, locate_inception_weights
 from src.metrics.modes import HQ_SIGMAS, mode_statistics
 from src.metrics.modes import PROTOCOL as MODES_PROTOCOL
-from src.metrics.scoring import ScoreOptions, Scorer, chunk_sizes, sample_chunk
+from src.metrics.scoring import ScoreOptions, Scorer, chunk_sizes, default_n_fake, sample_chunk
 from src.utils.errors import UserError
 from src.utils.images import to_uint8
 from src.utils.logging import get_logger
 from src.utils.types import PositiveFloat, PositiveInt
 
 log = get_logger(__name__)
+
+# Default sample counts: as many as the real split, at most this many (metrics.n_fake_val / _test).
+N_FAKE_CAP = {"val": 2000, "test": 10_000}
 
 MODE_SCORES = ("modes", "hq_frac", "rkl")
 
@@ -53,7 +56,8 @@ class SampleQuality(pl.Callback):
     Args:
         cache_dir: root of the extractor and real-feature caches (``${paths.cache_dir}``).
         every_n_epochs: score at the end of every n-th validation epoch.
-        n_fake_val, n_fake_test: generated samples scored at validation and at test.
+        n_fake_val, n_fake_test: generated samples scored at validation and at test (None: as many as
+            the real split holds, at most 2,000 / 10,000).
         n_points: generated points for the toy 2-D mode statistics (2,500 in the PacGAN protocol).
         chunk_size: samples per seeded chunk (part of the protocol: changing it changes the samples).
         batch_size: images per feature-extractor call.
@@ -71,8 +75,8 @@ class SampleQuality(pl.Callback):
         *,
         cache_dir: str,
         every_n_epochs: PositiveInt = 1,
-        n_fake_val: PositiveInt = 2000,
-        n_fake_test: PositiveInt = 10_000,
+        n_fake_val: PositiveInt | None = None,
+        n_fake_test: PositiveInt | None = None,
         n_points: PositiveInt = 2500,
         chunk_size: PositiveInt = 500,
         batch_size: PositiveInt = 500,
@@ -94,6 +98,7 @@ class SampleQuality(pl.Callback):
         self.cache_dir = cache_dir
         self.every_n_epochs = every_n_epochs
         self.n_fake = {"val": n_fake_val, "test": n_fake_test}
+        self._warned: set[str] = set()
         self.n_points = n_points
         self.chunk_size = chunk_size
         self.batch_size = batch_size
@@ -113,7 +118,7 @@ class SampleQuality(pl.Callback):
             seed=seed,
         )
         for stage, n in self.n_fake.items():
-            if n < self.options.min_fake():
+            if n is not None and n < self.options.min_fake():
                 raise UserError(
                     f"metrics.n_fake_{stage}={n} is too few for the enabled scores: use at least "
                     f"{self.options.min_fake()} (precision/recall need pr_k + 1, IS needs isc_splits)."
@@ -196,7 +201,7 @@ class SampleQuality(pl.Callback):
         """Draws, gathers and scores the samples of ``stage``; logs the scores and records the protocol."""
         datamodule: GenerativeDataModule = trainer.datamodule
         points = datamodule.kind == "points"
-        n = self.n_points if points else self.n_fake[stage]
+        n = self.n_points if points else self.fake_count(stage, len(datamodule.split(stage)[0]))
         rows = self._draw_and_gather(trainer, pl_module, chunk_sizes(n, self.chunk_size), points)
         result: tuple[dict[str, float], dict[str, Any]] | None = None
         if trainer.global_rank == 0:
@@ -233,7 +238,24 @@ class SampleQuality(pl.Callback):
     ) -> tuple[dict[str, float], dict[str, Any]]:
         # Each stage is scored against the split of its name: val at validation, test at test.
         scores = self.scorer.score(FeatureSet.from_rows(rows, self._feature_dim), datamodule, stage)
-        return scores, self.scorer.protocol(datamodule, stage, n, chunk_size=self.chunk_size)
+        protocol = self.scorer.protocol(datamodule, stage, n, scores, chunk_size=self.chunk_size)
+        protocol["n_fake_rule"] = (
+            f"metrics.n_fake_{stage}"
+            if self.n_fake[stage]
+            else f"as many as the real split, at most {N_FAKE_CAP[stage]}"
+        )
+        for warning in protocol["warnings"]:
+            if warning not in self._warned:  # once per run, not at every validation
+                self._warned.add(warning)
+                log.warning(f"{stage} scores: {warning}")
+        return scores, protocol
+
+    def fake_count(self, stage: str, n_real: int) -> int:
+        """Samples scored at ``stage``: ``metrics.n_fake_<stage>``, or as many as the real split holds
+        (at most :data:`N_FAKE_CAP`), never fewer than the enabled scores need."""
+        if self.n_fake[stage]:
+            return self.n_fake[stage]
+        return max(self.options.min_fake(), default_n_fake(n_real, N_FAKE_CAP[stage]))
 
     def _score_points(
         self, rows: Tensor, datamodule: GenerativeDataModule, n: int

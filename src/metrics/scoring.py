@@ -32,11 +32,26 @@ from src.metrics.fidelity import (
     precision_recall_density_coverage,
 )
 from src.metrics.memorization import TrainReference, authenticity, mifid, nearest_neighbour_distances
+from src.metrics.robust import OUTLIER_QUANTILE, outlier_ball_share, probabilistic_precision_recall
 from src.utils.errors import UserError
 from src.utils.images import to_uint8
+from src.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 # ``sampler(n, generator)`` -> ``n`` images in ``[0, 1]``, e.g. ``GenerativeModule.sample``.
 Sampler = Callable[..., Tensor]
+
+# When scores stop meaning much; each crossing is a WARNING and an entry of the protocol's
+# "warnings" (and of metrics.json's). README, "Metrics", states these floors.
+EXTRACTOR_ACCURACY_FLOOR = 0.8  # held-out accuracy of the domain classifier
+MIN_REAL_FOR_KNN = 200  # real images of the scored split
+OUTLIER_SHARE_LIMIT = 0.5  # share of precision carried by the top 1 % largest k-NN balls
+
+
+def default_n_fake(n_real: int, cap: int) -> int:
+    """Generated samples to score against ``n_real`` real ones: as many, up to ``cap``."""
+    return max(1, min(int(cap), int(n_real)))
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,10 @@ class Scorer:
                     fake.features, real.features.features, opts.pr_k, opts.dc_k, real_radii=real.radii
                 )
             )
+            scores.update(probabilistic_precision_recall(fake.features, real.features.features))
+            scores["precision_outlier_share"] = outlier_ball_share(
+                fake.features, real.features.features, real.radii[opts.pr_k]
+            )
         if opts.uses_train:
             train = self.train_reference(datamodule)
             if opts.authenticity:
@@ -186,9 +205,15 @@ class Scorer:
         return scores
 
     def protocol(
-        self, datamodule: GenerativeDataModule, split: str, n_fake: int, **generation: Any
+        self,
+        datamodule: GenerativeDataModule,
+        split: str,
+        n_fake: int,
+        scores: dict[str, float] | None = None,
+        **generation: Any,
     ) -> dict[str, Any]:
-        """How the scores of ``split`` were computed: extractor and hash, sample counts, seeds, parameters."""
+        """How the scores of ``split`` were computed: extractor and hash, sample counts, seeds,
+        parameters, and the warnings that ``scores`` (when given) call for."""
         opts = self.options
         n_real = len(datamodule.split(split)[0])
         protocol: dict[str, Any] = {
@@ -210,12 +235,44 @@ class Scorer:
         if opts.isc:
             protocol["is_splits"] = min(opts.isc_splits, n_fake)
         if opts.prdc:
-            protocol.update(pr_k=opts.pr_k, dc_k=opts.dc_k)
+            protocol.update(
+                pr_k=opts.pr_k, dc_k=opts.dc_k, p_pr_a=1.2, p_pr_k=4, outlier_quantile=OUTLIER_QUANTILE
+            )
         if opts.uses_train:
             protocol["n_train_reference"] = min(opts.n_train_reference, len(datamodule.split("train")[0]))
         if opts.mifid:
             protocol["mifid_eps"] = opts.mifid_eps
+        protocol["warnings"] = self.warnings(split, n_real, scores or {})
         return protocol
+
+    def warnings(self, split: str, n_real: int, scores: dict[str, float]) -> list[str]:
+        """What makes these scores untrustworthy, each with the fix; logged as WARNINGs."""
+        found = []
+        meta = getattr(self.extractor, "meta", {}) or {}
+        accuracy, outputs = meta.get("test_accuracy"), meta.get("num_outputs")
+        if accuracy is not None and outputs:
+            chance = 1.0 / outputs
+            if accuracy < EXTRACTOR_ACCURACY_FLOOR:
+                found.append(
+                    f"the feature extractor reaches {accuracy:.0%} held-out accuracy (chance {chance:.0%}, floor "
+                    f"{EXTRACTOR_ACCURACY_FLOOR:.0%}): its features barely tell the data apart, so FID, precision/recall "
+                    "and the other scores say little. Fix: more (or larger) training images, a longer "
+                    "metrics.extractor_epochs, or metrics=inception."
+                )
+        if n_real < MIN_REAL_FOR_KNN:
+            found.append(
+                f"the real {split} split has {n_real} images (< {MIN_REAL_FOR_KNN}): FID and the k-NN scores "
+                "(precision, recall, density, coverage) are unreliable on so few. Fix: more data, or a larger "
+                f"{split} split (data.val_fraction / data.test_fraction for image folders)."
+            )
+        share = scores.get("precision_outlier_share")
+        if share is not None and share > OUTLIER_SHARE_LIMIT:
+            found.append(
+                f"{share:.0%} of the samples that precision counts lie only inside the k-NN balls of the top "
+                f"{1 - OUTLIER_QUANTILE:.0%} largest-ball real images (outliers): precision is carried by them. "
+                "Read p_precision and density instead, which outliers cannot inflate."
+            )
+        return found
 
     def score_names(self) -> list[str]:
         """The names :meth:`score` returns, in order."""
@@ -226,7 +283,19 @@ class Scorer:
         names = ["fid"]
         names += ["kid", "kid_std"] if opts.kid else []
         names += ["is", "is_std"] if opts.isc else []
-        names += ["precision", "recall", "density", "coverage"] if opts.prdc else []
+        names += (
+            [
+                "precision",
+                "recall",
+                "density",
+                "coverage",
+                "p_precision",
+                "p_recall",
+                "precision_outlier_share",
+            ]
+            if opts.prdc
+            else []
+        )
         names += ["authenticity", "nn_train", "nn_heldout"] if opts.authenticity else []
         names += ["mifid"] if opts.mifid else []
         return names
@@ -289,4 +358,7 @@ def score_samples(
         images = fake if fake.dtype == torch.uint8 else to_uint8(fake)
         features = scorer.features(images)
     scores = scorer.score(features, datamodule, split)
-    return scores, scorer.protocol(datamodule, split, len(features), **generation)
+    protocol = scorer.protocol(datamodule, split, len(features), scores, **generation)
+    for warning in protocol["warnings"]:
+        log.warning(f"{split} scores: {warning}")
+    return scores, protocol

@@ -62,6 +62,7 @@ def write_metrics_json(
     if reason is not None:
         payload["reason"] = " ".join(str(reason).split())
     payload["protocol"] = result.protocol
+    payload["warnings"] = collect_warnings(result.protocol)
     payload["data_source"] = result.data_source
     payload.update(result.extra)
     path = Path(output_dir) / METRICS_FILE
@@ -71,6 +72,17 @@ def write_metrics_json(
     os.replace(tmp, path)
     announce(f"{status}: {path}")
     return path
+
+
+def collect_warnings(protocol: Mapping[str, Any]) -> list[str]:
+    """Every ``warnings`` entry of the protocol and its per-stage parts, each once, stage-prefixed."""
+    found: list[str] = []
+    for stage, entry in [("", protocol), *((k, v) for k, v in protocol.items() if isinstance(v, Mapping))]:
+        for warning in entry.get("warnings", []) if isinstance(entry, Mapping) else []:
+            text = f"{stage}: {warning}" if stage else warning
+            if text not in found:
+                found.append(text)
+    return found
 
 
 def read_metrics_json(output_dir: str | Path) -> dict[str, Any]:
