@@ -27,7 +27,10 @@ from src.runtime.config_check import check_config, task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult
 from src.utils.errors import UserError
+from src.utils.logging import get_logger
 from src.utils.types import PositiveInt
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -84,7 +87,8 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
             device=hardware.device(),
         )
         report["scores"], report["score_protocol"] = scores, protocol
-    write_report(root, report)
+    json_path, md_path = write_report(root, report)
+    log.info(f"report: {md_path} and {json_path}")
 
     metrics = flat_report(report)
     loggers = build_collection(cfg.get("logger"))
@@ -131,6 +135,10 @@ def write_report(root: Path, report: dict[str, Any]) -> tuple[Path, Path]:
         "",
         f"CAS / real accuracy: **{utility['cas_ratio']:.3f}**; augmentation gain: **{utility['augmentation_gain']:+.4f}**.",
     ]
+    warnings = report.get("score_protocol", {}).get("warnings", [])
+    if warnings:
+        lines += ["", "**Warnings** (the scores below are less trustworthy):", ""]
+        lines += [f"- {warning}" for warning in warnings]
     if "scores" in report:
         lines += ["", "| score (vs real test split) | value |", "|---|---|"]
         lines += [f"| {name} | {value:.4g} |" for name, value in report["scores"].items()]

@@ -36,6 +36,7 @@ from src.data.base import GenerativeDataModule
 from src.metrics.cache import content_key, load_entry, save_atomic, state_dict_sha256
 from src.metrics.classifier_networks import ClassifierArch, build_network, resolve_arch, to_input
 from src.metrics.classifier_training import Task, TrainingRecipe, classifier_accuracy, fit_classifier
+from src.metrics.scoring import EXTRACTOR_ACCURACY_FLOOR
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
 
@@ -225,9 +226,17 @@ def load_extractor(
         payload["meta"]["key"] = key
         save_atomic(payload, path)
         meta = payload["meta"]
-        log.info(
+        weak = meta["test_accuracy"] < EXTRACTOR_ACCURACY_FLOOR
+        (log.warning if weak else log.info)(
             f"domain feature extractor for {datamodule.name}: test accuracy {meta['test_accuracy']:.2%} "
-            f"(val {meta['val_accuracy']:.2%}), {meta['train_seconds']:.0f} s, weights sha256 {meta['sha256'][:12]}"
+            f"(val {meta['val_accuracy']:.2%}, chance {1 / meta['num_outputs']:.0%}), {meta['train_seconds']:.0f} s, "
+            f"weights sha256 {meta['sha256'][:12]}"
+            + (
+                f"; below the {EXTRACTOR_ACCURACY_FLOOR:.0%} floor: scores in its feature space say little "
+                "(more training images, metrics.extractor_epochs, or metrics=inception)"
+                if weak
+                else ""
+            )
         )
     extractor = DomainFeatureExtractor.from_payload(payload)
     extractor.meta["path"] = str(path)

@@ -12,6 +12,7 @@ trained three times and tested on the real test split each time:
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -21,6 +22,9 @@ from src.data.base import GenerativeDataModule
 from src.metrics.classifier_networks import resolve_arch
 from src.metrics.classifier_training import TrainingRecipe, classifier_accuracy, fit_classifier
 from src.utils.errors import UserError
+from src.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def classification_accuracy_score(
@@ -60,9 +64,16 @@ def classification_accuracy_score(
         "real+synthetic": (torch.cat([x_real, x_syn]), torch.cat([y_real, y_syn])),
     }
     accuracy = {}
-    for name, (x, y) in sets.items():
+    for step, (name, (x, y)) in enumerate(sets.items(), start=1):
+        started = time.perf_counter()
+        log.info(
+            f"CAS {step}/{len(sets)}: training the {arch_name} classifier on {name} ({len(x)} images, {recipe.epochs} epochs)"
+        )
         network = fit_classifier(x, y, arch_name, num_classes, recipe, device)
         accuracy[name] = classifier_accuracy(network, x_test, y_test, device)
+        log.info(
+            f"CAS {step}/{len(sets)}: {name}: test accuracy {accuracy[name]:.4f} ({time.perf_counter() - started:.0f} s)"
+        )
     return {
         "accuracy": accuracy,
         "n_synthetic": n,
