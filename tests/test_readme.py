@@ -1,0 +1,437 @@
+"""The README is a test: every command it prints runs here, as printed, in a fresh copy of the checkout.
+
+Only budget overrides are appended (epochs, batches, steps, sample counts, trials, jobs of a
+preset sweep); placeholders the README shows (``<run>``, ``.../best.ckpt``, ``/path/to/images``)
+are filled with the runs and files made here. No path override the README does not show is added:
+data, logs and caches land where a new user's would, under the copy. MNIST is the bundled subset
+(no network), CIFAR-10 and Fashion-MNIST are tiny files in their published formats under
+``data/`` of the copy, as the README's "Data" table says. Commands that need what this machine
+lacks (GPUs, SLURM, several nodes) must give the ``Error:`` line the README promises, or, where
+nothing can run (torchrun across nodes), compose.
+
+``test_every_readme_command_is_covered`` fails when the README prints a command this file does not
+know: a new command needs its entry in ``CASES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, make_cifar10, make_idx_dataset, make_image_folder
+
+README = ROOT / "README.md"
+TIMEOUT = 900
+
+
+# ---------------------------------------------------------------------------- reading the README
+def _join_continuations(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        if out and out[-1].endswith("\\"):
+            out[-1] = out[-1][:-1].rstrip() + " " + line.strip()
+        else:
+            out.append(line.strip())
+    return out
+
+
+def readme_commands(text: str) -> list[str]:
+    """Shell commands of the README (code blocks and inline code), whitespace-normalised, in order."""
+    found: list[str] = []
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
+        if lang == "python":
+            continue
+        for line in _join_continuations(body.splitlines()):
+            line = re.sub(r"\s+#.*$", "", line)
+            line = line[2:] if line.startswith("$ ") else line
+            if re.match(r"(python -m |make |torchrun )", line):
+                found.append(" ".join(line.split()))
+    for inline in re.findall(r"`((?:python -m|make|torchrun) [^`]+)`", text):
+        found.append(" ".join(inline.split()))
+    return list(dict.fromkeys(found))
+
+
+def readme_python(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def readme_errors(text: str) -> dict[str, str]:
+    """``$ command`` -> the ``Error:`` line printed under it in the README."""
+    return dict(re.findall(r"^\$ (python -m [^\n]+)\n(Error: [^\n]+)$", text, re.M))
+
+
+# ---------------------------------------------------------------------------- budgets
+TRAIN_BUDGET = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "metrics.n_fake_val=32",
+    "metrics.n_fake_test=32",
+    "metrics.n_train_reference=256",
+    "metrics.kid_subsets=5",
+    "metrics.extractor_epochs=1",
+    "callbacks.samples.n=16",
+]
+VAE_BUDGET = ["model.iwae_samples=2"]
+
+
+def train_budget(command: str) -> list[str]:
+    model = re.search(r"\bmodel=(\w+)", command)
+    vae = model is None or model.group(1) in ("vae", "cvae")
+    return TRAIN_BUDGET + (VAE_BUDGET if vae else [])
+
+
+@dataclass
+class Case:
+    """How a README command runs here.
+
+    kind: ``run`` (exit 0), ``error`` (exit != 0 and one ``Error:`` line containing ``fragment``),
+    ``compose`` (only ``--cfg job``: nothing can run on one machine), ``skip`` (``reason`` says why).
+    """
+
+    kind: str = "run"
+    budget: Callable[[str], list[str]] | list[str] = field(default_factory=list)
+    fragment: str = ""
+    reason: str = ""
+    gpu: bool = False  # runs for real when a GPU is present, else must give the GPU error
+    check: Callable[[Path, str], None] | None = None
+    before: Callable[[Path], None] | None = None
+    cwd_elsewhere: bool = False
+
+
+def _status_ok(checkout: Path, output: str) -> None:
+    run_dirs = re.findall(r"^run directory: (.+)$", output, re.M)
+    assert run_dirs, output[-2000:]
+    for run_dir in run_dirs:
+        path = Path(run_dir)
+        assert path.is_relative_to(checkout / "logs"), run_dir
+        assert json.loads((path / "metrics.json").read_text())["status"] == "ok", run_dir
+
+
+def _sweep_jobs(expected: int) -> Callable[[Path, str], None]:
+    def check(checkout: Path, output: str) -> None:
+        sweeps = sorted((checkout / "logs" / "train" / "multiruns").iterdir())
+        jobs = [p for p in sweeps[-1].iterdir() if p.is_dir() and p.name.isdigit()]
+        assert len(jobs) == expected, jobs
+        for job in jobs:
+            assert json.loads((job / "metrics.json").read_text())["status"] == "ok", job
+
+    return check
+
+
+def _gpu_jobs_fail(checkout: Path, output: str) -> None:
+    sweeps = sorted((checkout / "logs" / "train" / "multiruns").iterdir())
+    for job in (p for p in sweeps[-1].iterdir() if p.name.isdigit()):
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "failed" and "GPU" in metrics["reason"], metrics
+
+
+def _remove(relative: str) -> Callable[[Path], None]:
+    return lambda checkout: shutil.rmtree(checkout / relative, ignore_errors=True)
+
+
+def _export_verified(checkout: Path, output: str) -> None:
+    manifest = json.loads((checkout / "synthetic" / "mnist_cvae" / "manifest.json").read_text())
+    assert manifest["n"] == 64 and manifest["label_source"] == "conditional"
+
+
+def _report_written(checkout: Path, output: str) -> None:
+    report = json.loads((checkout / "synthetic" / "mnist_cvae.report.json").read_text())
+    assert set(report["utility"]["accuracy"]) == {"synthetic", "real", "real+synthetic"}
+    assert "CAS 3/3" in output
+
+
+def _benchmark_written(checkout: Path, output: str) -> None:
+    results = json.loads((checkout / "experiments" / "benchmarks" / "results.json").read_text())
+    assert [row["model"] for row in results["training"]] == ["vae", "dcgan"]
+    for row in results["training"]:
+        assert row["framework_images_per_s"] > 0 and row["raw_images_per_s"] > 0
+        assert row["ratio"] == pytest.approx(row["framework_images_per_s"] / row["raw_images_per_s"])
+        assert row["startup_s"] > 0 and row["framework_peak_rss_mb"] > 0
+    options = {(row["model"], row["option"]) for row in results["options"]}
+    assert options == {(m, o) for m in ("vae", "dcgan") for o in ("channels_last", "bf16-mixed", "compile")}
+    assert results["export"]["png_images_per_s"] > 0
+    assert "| vae |" in (checkout / "experiments" / "benchmarks" / "results.md").read_text()
+
+
+NO_GPU = "this machine has no CUDA GPU"
+CASES: dict[str, Case] = {
+    # Set up
+    "make train": Case(budget=TRAIN_BUDGET + VAE_BUDGET),
+    "make test": Case("skip", reason="the test suite itself (CI runs it)"),
+    "make test-fast": Case("skip", reason="the test suite itself, minus the slow tests"),
+    "make install": Case(),
+    "make lint": Case(),
+    "make format": Case(),
+    "make bench": Case(budget=["--quick"], check=_benchmark_written),
+    "make clean": Case("skip", reason="run last, by test_make_clean_removes_the_outputs"),
+    'make train ARGS="model=cvae trainer.max_epochs=3"': Case(budget=train_budget),
+    # Commands and examples
+    "python -m src.train model=vae data=mnist": Case(budget=train_budget, check=_status_ok),
+    "python -m src.train model=vae data=image_folder data.root=/path/to/images data.image_size=64": Case(
+        budget=train_budget, check=_status_ok
+    ),
+    "python -m src.train ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt": Case(
+        budget=[*train_budget("model=vae"), "trainer.max_epochs=2"], check=_status_ok
+    ),
+    "python -m src.eval ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt": Case(check=_status_ok),
+    "python -m src.generate ckpt_path=.../best.ckpt n=50000 out_dir=synthetic/mnist_cvae": Case(
+        budget=["n=64"], before=_remove("synthetic/mnist_cvae"), check=_export_verified
+    ),
+    "python -m src.generate ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt n=50000 out_dir=synthetic/mnist_cvae": Case(
+        budget=["n=64"], before=_remove("synthetic/mnist_cvae"), check=_export_verified
+    ),
+    "python -m src.verify_dataset synthetic/mnist_cvae": Case(),
+    "python -m src.verify_dataset <dir>": Case(),
+    "python -m src.evaluate_dataset synthetic=synthetic/mnist_cvae data=mnist": Case(
+        budget=["classifier.epochs=1"], check=_report_written
+    ),
+    "python -m src.evaluate_dataset synthetic=<dir> data=mnist": Case(
+        budget=["classifier.epochs=1"], check=_report_written
+    ),
+    "python -m src.train_evaluator data=mnist": Case(budget=["metrics.extractor_epochs=1"], check=_status_ok),
+    "python -m src.train debug=fdr": Case(budget=["metrics.n_fake_val=32", "metrics.n_fake_test=32"]),
+    "python -m src.train model=vae model.latent_dim=32 model.beta=4 model.kl_warmup_steps=2000": Case(
+        budget=train_budget, check=_status_ok
+    ),
+    "python -m src.train model=vae model.likelihood=gaussian model.binarize=false data=cifar10": Case(
+        budget=train_budget, check=_status_ok
+    ),
+    "python -m src.train model=cvae data=fashion_mnist data.batch_size=256": Case(
+        budget=train_budget, check=_status_ok
+    ),
+    "python -m src.train data=mnist data.image_size=32 data.channels=3": Case(
+        budget=train_budget, check=_status_ok
+    ),
+    "python -m src.train trainer.max_epochs=50 trainer.gradient_clip_val=1.0": Case(
+        budget=train_budget, check=_status_ok
+    ),
+    "python -m src.train model=cvae export.enabled=true export.n=10000": Case(
+        budget=[*train_budget("model=cvae"), "export.n=64"], check=_status_ok
+    ),
+    # Sweeps
+    "python -m src.train -m model.beta=0.5,1,2 model.latent_dim=8,16": Case(
+        budget=train_budget, check=_sweep_jobs(6), cwd_elsewhere=True
+    ),
+    "python -m src.train hparams_search=vae_optuna": Case(
+        budget=[*train_budget("model=vae"), "hydra.sweeper.n_trials=2"], check=_sweep_jobs(2)
+    ),
+    "python -m src.train hparams_search=vae_optuna hydra.sweeper.storage=sqlite:///logs/vae.db": Case(
+        budget=[*train_budget("model=vae"), "hydra.sweeper.n_trials=2"], check=_sweep_jobs(2)
+    ),
+    "python -m src.train -m hydra/launcher=local model.beta=0.5,1": Case(
+        budget=train_budget, check=_sweep_jobs(2)
+    ),
+    "python -m src.train -m experiment=vae_beta_sweep": Case(
+        budget=[
+            *train_budget("model=vae"),
+            "hydra.sweeper.params.model.beta=1",
+            "hydra.sweeper.params.model.latent_dim=4,16",
+        ],
+        check=_sweep_jobs(2),
+    ),
+    "python -m src.train -m hardware=ddp model.latent_dim=16,32": Case(
+        budget=train_budget, gpu=True, check=_gpu_jobs_fail
+    ),
+    "python -m src.train -m hydra/launcher=slurm hardware=ddp hardware.devices=4 hardware.num_nodes=2 "
+    "hydra.launcher.partition=gpu hydra.launcher.timeout_min=600 ckpt_path=auto model.beta=1,4": Case(
+        "error", fragment="hydra/launcher=slurm needs a SLURM cluster"
+    ),
+    "torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=$HEAD:29500 -m src.train "
+    "hardware=ddp hardware.num_nodes=2 hardware.devices=8 hydra.run.dir=logs/train/runs/my_run": Case(
+        "compose", reason="two nodes of 8 GPUs"
+    ),
+    # Hardware
+    "python -m src.train hardware=gpu": Case(budget=train_budget, gpu=True),
+    "python -m src.train hardware=ddp": Case(budget=train_budget, gpu=True),
+    "python -m src.train hardware=ddp hardware.devices=4": Case(budget=train_budget, gpu=True),
+    "python -m src.train hardware=gpu hardware.precision=bf16-mixed hardware.channels_last=true": Case(
+        budget=train_budget, gpu=True
+    ),
+    "python -m src.train hardware=ddp_cpu": Case(budget=train_budget, check=_status_ok),
+    # Errors: the Error: line printed in the README, exactly.
+    "python -m src.train model.latent_dim=0": Case("error"),
+    "python -m src.train data.image_size=30": Case("error"),
+}
+
+
+# ---------------------------------------------------------------------------- the fresh checkout
+def _tracked_files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [name for name in out.split("\0") if name and (ROOT / name).is_file()]
+
+
+@dataclass
+class Checkout:
+    root: Path
+    images: Path
+    runs: dict[str, Path] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PL_", "LOCAL_RANK", "HYDRA_"))}
+        # The copy's `src`, also from other working directories (an install of this checkout).
+        env.update(PYTHONPATH=str(self.root), PYTHONUNBUFFERED="1", WANDB_MODE="offline", WANDB_SILENT="true")
+        return env
+
+    def fill(self, command: str) -> str:
+        """The README's placeholders, filled with what exists in this checkout."""
+        vae_run = self.runs["vae"].relative_to(self.root)
+        cvae_run = self.runs["cvae"].relative_to(self.root)
+        command = command.replace("/path/to/images", str(self.images))
+        if "src.generate" in command or "src.eval " in command:
+            command = command.replace("logs/train/runs/<run>", str(cvae_run)).replace(
+                ".../", f"{cvae_run}/checkpoints/"
+            )
+        command = command.replace("logs/train/runs/<run>", str(vae_run))
+        return command.replace("<dir>", "synthetic/mnist_cvae")
+
+    def run(self, command: str, extra: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+        args = _shell_args(command)
+        if args[0] == "make":
+            args = _make_args(args, extra)
+        elif args[0] == "python":
+            args = [sys.executable, *args[1:], *extra]
+        return subprocess.run(
+            args, cwd=cwd or self.root, env=self.env(), capture_output=True, text=True, timeout=TIMEOUT
+        )
+
+
+def _shell_args(command: str) -> list[str]:
+    import shlex
+
+    return shlex.split(command)
+
+
+def _make_args(args: list[str], extra: list[str]) -> list[str]:
+    """``make <target> [ARGS="..."]`` with the budget inside ARGS; the environment already exists
+    (``.venv`` of the copy points at this interpreter's), so make does not rebuild it."""
+    target = [a for a in args[1:] if not a.startswith("ARGS=")]
+    given = next((a[len("ARGS=") :] for a in args[1:] if a.startswith("ARGS=")), "")
+    make_args = ["make", "-o", ".venv/.installed-stamp", *target]
+    combined = " ".join([given, *extra]).strip()
+    return make_args + ([f"ARGS={combined}"] if combined else [])
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Checkout:
+    """A copy of the checkout (tracked and new files, nothing ignored) with the data a user would have."""
+    root = tmp_path_factory.mktemp("checkout") / "genlab"
+    for name in _tracked_files():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    make_cifar10(root / "data")
+    make_idx_dataset(root / "data", "FashionMNIST", n_train=600)
+    images = make_image_folder(tmp_path_factory.mktemp("my_images"), per_class=40)
+    made = Checkout(root, images)
+    # The runs the README's placeholders stand for, made by README commands themselves.
+    for name, command in (
+        ("vae", "python -m src.train model=vae data=mnist"),
+        ("cvae", "python -m src.train model=cvae export.enabled=true export.n=10000"),
+    ):
+        case = CASES[command]
+        result = made.run(command, _budget(case, command))
+        assert result.returncode == 0, result.stderr[-3000:]
+        made.runs[name] = Path(re.findall(r"^run directory: (.+)$", result.stdout, re.M)[-1])
+    return made
+
+
+def _budget(case: Case, command: str) -> list[str]:
+    return case.budget(command) if callable(case.budget) else list(case.budget)
+
+
+# ---------------------------------------------------------------------------- tests
+def test_every_readme_command_is_covered() -> None:
+    commands = readme_commands(README.read_text())
+    assert commands, "no commands found in README.md"
+    missing = [c for c in commands if c not in CASES]
+    assert not missing, f"README commands without a case in tests/test_readme.py: {missing}"
+    stale = [c for c in CASES if c not in commands]
+    assert not stale, f"cases for commands the README no longer prints: {stale}"
+    errors = readme_errors(README.read_text())
+    assert {c for c, case in CASES.items() if case.kind == "error" and not case.fragment} <= set(errors)
+
+
+RUNNABLE = [c for c in readme_commands(README.read_text()) if c in CASES and CASES[c].kind != "skip"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", RUNNABLE, ids=[c[:80] for c in RUNNABLE])
+def test_readme_command_runs_as_printed(checkout: Checkout, command: str, tmp_path: Path) -> None:
+    case = CASES[command]
+    filled = checkout.fill(command)
+    if case.before:
+        case.before(checkout.root)
+    if case.kind == "compose":
+        # Nothing can start here (it needs several machines); its src.train part must compose.
+        train_part = filled.split(" -m src.train ", 1)[1]
+        result = checkout.run(f"python -m src.train {train_part}", ["--cfg", "job"])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert shutil.which("torchrun", path=str(Path(sys.executable).parent)), "torchrun is not installed"
+        return
+    gpu_here = torch.cuda.is_available()
+    expect_gpu_error = case.gpu and not gpu_here
+    cwd = tmp_path if case.cwd_elsewhere else None
+    result = checkout.run(filled, _budget(case, command), cwd=cwd)
+    output = result.stdout + result.stderr
+    if case.kind == "error" or (expect_gpu_error and " -m " not in command):
+        assert result.returncode != 0, output[-3000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        printed = readme_errors(README.read_text()).get(command)
+        if expect_gpu_error:
+            assert "GPU" in errors[0], errors[0]
+        elif printed:
+            assert errors[0] == printed
+        else:
+            assert case.fragment in errors[0], errors[0]
+        return
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(r"^run directory: ", result.stdout, re.M) or command.startswith(
+        ("make", "python -m src.verify")
+    ), result.stdout[-2000:]
+    if case.check:
+        case.check(checkout.root, output)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", range(len(readme_python(README.read_text()))))
+def test_readme_python_runs_as_printed(checkout: Checkout, block: int) -> None:
+    code = readme_python(README.read_text())[block]
+    cvae = checkout.runs["cvae"].relative_to(checkout.root)
+    code = code.replace("logs/train/runs/<run>", str(cvae))
+    shutil.rmtree(checkout.root / "synthetic" / "notebook", ignore_errors=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=checkout.root, env=checkout.env(), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (checkout.root / "synthetic" / "notebook" / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_make_clean_removes_the_outputs(checkout: Checkout) -> None:
+    assert (checkout.root / "logs").is_dir()
+    result = checkout.run("make clean", [])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (checkout.root / "logs").exists()
+    assert (checkout.root / "src" / "train.py").is_file()
