@@ -152,8 +152,23 @@ def _manifest(
         "export": export,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "software": software_versions(),
+        "privacy": privacy_block(model),
         **provenance,
     }
+
+
+NO_PRIVACY = (
+    "No formal privacy guarantee: the model was trained on its data without differential privacy, "
+    "so its samples may reproduce or reveal training images."
+)
+
+
+def privacy_block(model: GenerativeModule) -> dict[str, Any]:
+    """The checkpoint's privacy record (``privacy=dp``), or a plain statement that there is none."""
+    record = getattr(model, "privacy_record", None)
+    if record:
+        return dict(record)
+    return {"mechanism": "none", "statement": NO_PRIVACY}
 
 
 def software_versions() -> dict[str, Any]:
