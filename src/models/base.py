@@ -41,6 +41,8 @@ class GenerativeModule(pl.LightningModule):
     input_range: tuple[float, float] = (-1.0, 1.0)
     # True when `sample` draws from an exponential moving average of the generator's weights.
     uses_ema: bool = False
+    # The white-box membership-inference attack `membership_score` implements (src.metrics.membership).
+    membership_attack: str | None = None
 
     def __init__(
         self,

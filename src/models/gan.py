@@ -72,6 +72,7 @@ class GanModule(GenerativeModule):
     # costs one traversal of the autograd graph per backward pass, so GANs declare that they
     # need it and `Hardware.prepare_model` switches it on for them only (VAEs keep False).
     needs_unused_parameter_search = True
+    membership_attack = "discriminator"
 
     def __init__(
         self,

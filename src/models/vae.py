@@ -39,6 +39,7 @@ class VaeModule(GenerativeModule):
     """Convolutional VAE sized from the data; ``conditional=true`` makes it a cVAE."""
 
     input_range = (0.0, 1.0)
+    membership_attack = "elbo"
 
     def __init__(
         self,
