@@ -194,3 +194,23 @@ def test_card_states_the_privacy_guarantee() -> None:
     assert "differential-privacy" in meta["tags"] and meta["size_categories"] == ["10K<n<100K"]
     assert "(epsilon = 3.000, delta = 2.5e-05)-differential privacy" in text
     assert "not covered" in text
+
+
+def test_audit_as_a_metrics_option_at_test_time(make_cfg) -> None:
+    from src.train import train
+    from tests.conftest import FAST_VAE
+
+    cfg = make_cfg(
+        "train",
+        [
+            *FAST_VAE,
+            "data.source=files",
+            "metrics.audit=true",
+            "metrics.audit_n=40",
+            "metrics.audit_n_synthetic=64",
+        ],
+    )
+    result = train(cfg)
+    assert 0.0 <= result.metrics["audit/elbo/auc"] <= 1.0
+    assert 0.0 <= result.metrics["audit/closest_synthetic/tpr_at_fpr_1pct"] <= 1.0
+    assert result.protocol["audit"]["n_members"] == result.protocol["audit"]["n_nonmembers"] == 40
