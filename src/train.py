@@ -20,9 +20,11 @@ from src.export.pipeline import export_trained_model
 from src.export.writer import check_out_dir
 from src.logger import finish_wandb_runs
 from src.models.checkpoint import read_checkpoint
+from src.privacy import DifferentialPrivacy
 from src.runtime.build import (
     build_collection,
     build_metrics,
+    build_privacy,
     build_run_parts,
     build_trainer,
     check_monitor,
@@ -30,7 +32,7 @@ from src.runtime.build import (
     log_hyperparameters,
     prepare_metrics,
 )
-from src.runtime.config_check import task_options
+from src.runtime.config_check import check_config, task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult, flat_numbers
 from src.utils.errors import TrainingFailure, UserError
@@ -85,11 +87,17 @@ def train(cfg: DictConfig) -> TaskResult:
     if ckpt_path:
         read_checkpoint(ckpt_path)
     export = planned_export(cfg)
+    check_config(cfg, ("privacy",))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     hardware, datamodule, model = build_run_parts(cfg)
+    privacy = build_privacy(cfg, model, hardware)
     metrics = build_metrics(cfg, datamodule, hardware, prepare=False)
     callbacks = build_collection(cfg.get("callbacks")) + metrics
+    if privacy is not None:
+        # Needs the training split's size; refuses a schedule over budget before any training.
+        privacy.plan(model, datamodule, cfg.trainer)
+        callbacks.append(privacy)
     if any(isinstance(c, ModelCheckpoint) for c in callbacks):
         check_monitor(model, callbacks, datamodule)
     prepare_metrics(metrics, datamodule, hardware)
@@ -128,17 +136,24 @@ def train(cfg: DictConfig) -> TaskResult:
             result.protocol["export"] = {"out_dir": str(out_dir), **manifest.get("score_protocol", {})}
         failed = False
     except TrainingFailure as exc:
-        exc.result = _collect(trainer, result, {})
+        exc.result = _collect(trainer, result, {}, privacy)
         raise
     finally:
         finish_wandb_runs(trainer.loggers, failed)
-    return _collect(trainer, result, {**fit_metrics, **test_metrics})
+    return _collect(trainer, result, {**fit_metrics, **test_metrics}, privacy)
 
 
-def _collect(trainer: pl.Trainer, result: TaskResult, metrics: dict[str, Any]) -> TaskResult:
+def _collect(
+    trainer: pl.Trainer, result: TaskResult, metrics: dict[str, Any], privacy: DifferentialPrivacy | None
+) -> TaskResult:
     result.metrics = flat_numbers(metrics or trainer.callback_metrics)
     result.metrics["global_step"] = trainer.global_step
     result.metrics["epoch"] = trainer.current_epoch
+    if privacy is not None:
+        # The final spend, exactly (the logged value may predate the last update).
+        record = privacy.record()
+        result.metrics["privacy/epsilon"] = record["epsilon"]
+        result.extra["privacy"] = record
     result.protocol.update(collect_protocol(trainer))
     return result
 

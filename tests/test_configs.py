@@ -19,11 +19,12 @@ GROUPS = [
     "logger",
     "callbacks",
     "metrics",
+    "privacy",
     "debug",
     "experiment",
     "hparams_search",
 ]
-CHECKED = ("model", "data", "trainer", "hardware", "logger", "callbacks", "metrics")
+CHECKED = ("model", "data", "trainer", "hardware", "logger", "callbacks", "metrics", "privacy")
 # Options that need a value from the user (or, for image folders, from the data) to be complete.
 REQUIRED = {("data", "image_folder"): ["data.root=/tmp", "data.num_classes=0"]}
 
@@ -50,7 +51,7 @@ def test_option_composes_and_matches_its_targets(make_cfg, group: str, option: s
     check_config(cfg, CHECKED)
 
 
-@pytest.mark.parametrize("config_name", ["train", "eval"])
+@pytest.mark.parametrize("config_name", ["train", "eval", "audit"])
 def test_entry_configs_compose(make_cfg, config_name: str) -> None:
     overrides = ["ckpt_path=/x.ckpt"] if config_name == "eval" else []
     cfg = make_cfg(config_name, overrides, fast=False)

@@ -22,6 +22,7 @@ RANKS = {
     "logger": 1,
     "callbacks": 1,
     "metrics": 2,
+    "privacy": 2,
     "export": 3,
     "runtime": 4,
 }

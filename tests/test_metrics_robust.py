@@ -59,7 +59,9 @@ def test_one_outlier_inflates_precision_but_not_p_precision_and_is_detected() ->
     robust = probabilistic_precision_recall(fake, real)
     assert improved["precision"] > 0.8  # the outlier's ball holds the noise
     assert robust["p_precision"] < 0.05
-    assert improved["density"] <= 1 / 5 + 1e-9  # each fake sits in one ball (the outlier's) of the k=5 expected
+    assert (
+        improved["density"] <= 1 / 5 + 1e-9
+    )  # each fake sits in one ball (the outlier's) of the k=5 expected
     from src.metrics.fidelity import knn_radii
 
     assert outlier_ball_share(fake, real, knn_radii(real, (3,))[3]) > 0.99

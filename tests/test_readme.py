@@ -222,6 +222,14 @@ CASES: dict[str, Case] = {
     "python -m src.train model=cvae export.enabled=true export.n=10000": Case(
         budget=[*train_budget("model=cvae"), "export.n=64"], check=_status_ok
     ),
+    # Privacy and audits
+    "python -m src.train model=cvae privacy=dp privacy.target_epsilon=10": Case(
+        budget=train_budget, check=_status_ok
+    ),
+    "python -m src.audit ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt": Case(
+        budget=["n=64", "n_synthetic=64"], check=_status_ok
+    ),
+    "python -m src.audit export_dir=synthetic/mnist_cvae": Case(budget=["n=64"], check=_status_ok),
     # Sweeps
     "python -m src.train -m model.beta=0.5,1,2 model.latent_dim=8,16": Case(
         budget=train_budget, check=_sweep_jobs(6), cwd_elsewhere=True

@@ -67,6 +67,8 @@ class GenerativeDataModule(pl.LightningDataModule):
         self.data_source: str | None = None
         self._splits: dict[str, tuple[Tensor, Tensor]] | None = None
         self._fingerprints: dict[str, str] = {}
+        # Set by the privacy engine (privacy=dp): training batches become Poisson samples.
+        self.poisson_sample_rate: float | None = None
 
     # ----------------------------------------------------------------- subclass hooks
     def _load(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -163,6 +165,7 @@ class GenerativeDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world,
             epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
+            sample_rate=self.poisson_sample_rate if train else None,
         )
 
     def train_dataloader(self) -> TensorBatchLoader:

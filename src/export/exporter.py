@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PseudoLabeler = Callable[[Tensor], Tensor]
 # (uint8 images (N, C, H, W)) -> (scores, protocol) against the real test split.
 ScoreFunction = Callable[[Tensor], tuple[dict[str, float], dict[str, Any]]]
+# (uint8 images (N, C, H, W)) -> (audit scores, protocol): the membership-inference audit.
+Auditor = Callable[[Tensor], tuple[dict[str, float], dict[str, Any]]]
 
 
 @dataclass
@@ -46,6 +48,10 @@ class ExportOptions:
         overwrite: replace a non-empty ``out_dir``.
         workers: threads encoding PNGs (0: encode in the main thread).
         score: score the set against the real test split (manifest ``scores``).
+        audit: run the membership-inference audit (the model's white-box attack and the
+            closest-synthetic-image attack on the exported images; manifest ``audit``, dataset card).
+        license: the ``license`` of the dataset card (a Hugging Face license id; ``unknown`` when
+            the real data's terms decide).
         enabled: ``src.train`` only: export with the best checkpoint after training.
     """
 
@@ -58,6 +64,8 @@ class ExportOptions:
     overwrite: bool = False
     workers: NonNegativeInt = 2
     score: bool = True
+    audit: bool = False
+    license: str = "unknown"
     enabled: bool = False
 
 
@@ -69,6 +77,7 @@ def export_dataset(
     provenance: dict[str, Any],
     pseudo_labeler: PseudoLabeler | None = None,
     scorer: ScoreFunction | None = None,
+    auditor: Auditor | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Generates ``options.n`` samples and writes them to ``options.out_dir``; returns (dir, manifest)."""
     if model.data_kind != "image":
@@ -97,13 +106,16 @@ def export_dataset(
                 batch_labels = pseudo_labeler(images)
             values = batch_labels.cpu().numpy() if batch_labels is not None else np.zeros(count, np.int64)
             writer.add(images.permute(0, 2, 3, 1).cpu().numpy(), values)
-            if scorer is not None and options.score:
+            if (scorer is not None and options.score) or (auditor is not None and options.audit):
                 samples.append(images.cpu())
         manifest = _manifest(model, names, writer, options, label_source, provenance)
-        if samples:
+        if samples and scorer is not None and options.score:
             scores, protocol = scorer(torch.cat(samples))
             manifest["scores"] = scores
             manifest["score_protocol"] = protocol
+        if samples and auditor is not None and options.audit:
+            audit_scores, audit_protocol = auditor(torch.cat(samples))
+            manifest["audit"] = {"scores": audit_scores, "protocol": audit_protocol}
         path = writer.finish(manifest)
     log.info(f"exported {options.n} samples to {path}")
     return path, manifest
@@ -147,8 +159,23 @@ def _manifest(
         "export": export,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "software": software_versions(),
+        "privacy": privacy_block(model),
         **provenance,
     }
+
+
+NO_PRIVACY = (
+    "No formal privacy guarantee: the model was trained on its data without differential privacy, "
+    "so its samples may reproduce or reveal training images."
+)
+
+
+def privacy_block(model: GenerativeModule) -> dict[str, Any]:
+    """The checkpoint's privacy record (``privacy=dp``), or a plain statement that there is none."""
+    record = getattr(model, "privacy_record", None)
+    if record:
+        return dict(record)
+    return {"mechanism": "none", "statement": NO_PRIVACY}
 
 
 def software_versions() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from src.data.base import GenerativeDataModule
 from src.export.artifacts import log_dataset_artifact
 from src.export.exporter import ExportOptions, export_dataset
 from src.metrics import Scorer, score_samples
+from src.metrics.membership import membership_audit, model_white_box
 from src.models.base import GenerativeModule
 from src.utils.files import file_sha256
 
@@ -50,6 +51,12 @@ def export_trained_model(
     if extractor is not None:
         shared = Scorer(extractor, metrics.options, metrics.cache_dir, metrics.batch_size)
         scorer = lambda images: score_samples(images, datamodule, "test", scorer=shared)  # noqa: E731
+
+    def auditor(images):
+        return membership_audit(
+            datamodule, seed=options.seed, white_box=model_white_box(model), synthetic=images
+        )
+
     out_dir, manifest = export_dataset(
         model,
         class_names=datamodule.class_names,
@@ -58,6 +65,7 @@ def export_trained_model(
         provenance=provenance,
         pseudo_labeler=pseudo_labeler,
         scorer=scorer,
+        auditor=auditor,
     )
     log_dataset_artifact(loggers, out_dir, manifest, ckpt_path)
     return out_dir, manifest

@@ -9,6 +9,7 @@ Layout::
     out_dir/metadata.csv                    file_name,label (Hugging Face imagefolder)
     out_dir/data.npz                        images uint8 (N, H, W, C), labels int64, class_names
     out_dir/manifest.json                   provenance, class counts, scores with their protocol
+    out_dir/README.md                       dataset card (Hugging Face format; src/export/card.py)
     out_dir/SHA256SUMS                      sha256 of every other file (`sha256sum -c` format)
 """
 
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from src.export.card import CARD, dataset_card
 from src.export.labels import class_folders
 from src.export.png import write_pngs
 from src.utils.errors import UserError
@@ -131,6 +133,7 @@ class SyntheticDatasetWriter:
             self._write(ARRAYS, self._npz_bytes())
         manifest = {"format_version": FORMAT_VERSION, **manifest}
         self._write(MANIFEST, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+        self._write(CARD, dataset_card(manifest).encode())
         lines = [f"{digest}  {path}\n" for path, digest in sorted(self.checksums.items())]
         (self.tmp / CHECKSUMS).write_text("".join(lines))
         return self._publish()

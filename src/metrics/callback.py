@@ -34,6 +34,7 @@ from src.metrics.classifier_training import TrainingRecipe
 from src.metrics.domain import load_extractor
 from src.metrics.features import FeatureSet
 from src.metrics.inception import load_inception, locate_inception_weights
+from src.metrics.membership import membership_audit, model_white_box
 from src.metrics.modes import HQ_SIGMAS, mode_statistics
 from src.metrics.modes import PROTOCOL as MODES_PROTOCOL
 from src.metrics.scoring import ScoreOptions, Scorer, chunk_sizes, default_n_fake, sample_chunk
@@ -68,6 +69,10 @@ class SampleQuality(pl.Callback):
         pr_k, dc_k: neighbourhood sizes of precision/recall and density/coverage.
         n_train_reference: training images that authenticity, nearest-neighbour distances and MiFID compare with.
         mifid_eps: MiFID's cosine-distance threshold.
+        audit: at test, run the membership-inference audit (``src.metrics.membership``): the
+            model's white-box attack and the closest-synthetic-image attack on ``audit_n_synthetic``
+            samples, ``audit_n`` training vs as many test images; logs ``audit/<attack>/...``.
+        audit_n, audit_n_synthetic: candidates per side, and generated images, of the audit.
     """
 
     def __init__(
@@ -93,8 +98,14 @@ class SampleQuality(pl.Callback):
         dc_k: PositiveInt = 5,
         n_train_reference: PositiveInt = 10_000,
         mifid_eps: PositiveFloat = 0.1,
+        audit: bool = False,
+        audit_n: PositiveInt = 500,
+        audit_n_synthetic: PositiveInt = 2000,
     ) -> None:
         super().__init__()
+        self.audit = audit
+        self.audit_n = audit_n
+        self.audit_n_synthetic = audit_n_synthetic
         self.cache_dir = cache_dir
         self.every_n_epochs = every_n_epochs
         self.n_fake = {"val": n_fake_val, "test": n_fake_test}
@@ -195,6 +206,34 @@ class SampleQuality(pl.Callback):
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.evaluate(trainer, pl_module, "test")
+        if self.audit and trainer.datamodule.kind == "image":
+            self.membership_audit(trainer, pl_module)
+
+    def membership_audit(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
+        """The membership-inference audit of the tested model (rank 0, broadcast to every rank)."""
+        result: tuple[dict[str, float], dict[str, Any]] | None = None
+        if trainer.global_rank == 0:
+            synthetic = torch.cat(
+                [
+                    to_uint8(
+                        sample_chunk(pl_module.sample, i, size, self.options.seed, pl_module.device)
+                    ).cpu()
+                    for i, size in enumerate(chunk_sizes(self.audit_n_synthetic, self.chunk_size))
+                ]
+            )
+            result = membership_audit(
+                trainer.datamodule,
+                self.audit_n,
+                self.options.seed,
+                white_box=model_white_box(pl_module),
+                synthetic=synthetic,
+            )
+        scores, protocol = trainer.strategy.broadcast(result, src=0)
+        for name, value in scores.items():
+            pl_module.log(name, value, on_epoch=True, sync_dist=True, reduce_fx="max")
+        self.protocol["audit"] = protocol
+        self._log_protocol(trainer, "audit", protocol)
+        return scores
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> dict[str, float]:

@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from src.models.checkpoint import CONFIG_KEY, read_checkpoint
+from src.models.checkpoint import CONFIG_KEY, PRIVACY_KEY, read_checkpoint
 from src.utils.errors import UserError
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -39,6 +39,8 @@ class GenerativeModule(pl.LightningModule):
     input_range: tuple[float, float] = (-1.0, 1.0)
     # True when `sample` draws from an exponential moving average of the generator's weights.
     uses_ema: bool = False
+    # The white-box membership-inference attack `membership_score` implements (src.metrics.membership).
+    membership_attack: str | None = None
 
     def __init__(
         self,
@@ -77,6 +79,10 @@ class GenerativeModule(pl.LightningModule):
         self.monitor_mode = monitor_mode
         self.run_config: dict[str, Any] | None = None
         self.latent_dim = 0  # set by subclasses with a latent space
+        # Differentially private training (privacy=dp), wired by src.privacy: the engine that turns
+        # the private part's optimizer into Opacus' DPOptimizer, and the guarantee read from a checkpoint.
+        self.privacy_engine: Any = None
+        self.privacy_record: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ data ranges
     @property
@@ -195,6 +201,30 @@ class GenerativeModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.run_config = checkpoint.get(CONFIG_KEY, self.run_config)
+        self.privacy_record = checkpoint.get(PRIVACY_KEY, self.privacy_record)
+
+    # ------------------------------------------------------------------ privacy and membership
+    @property
+    def private_training(self) -> bool:
+        """True while a privacy engine trains this model with per-example clipping (DP-SGD)."""
+        return self.privacy_engine is not None
+
+    def private_networks(self) -> dict[str, nn.Module]:
+        """The networks that see training data and are trained with DP-SGD under ``privacy=dp``."""
+        raise NotImplementedError
+
+    def private_updates_per_step(self) -> int:
+        """Private optimizer updates per ``trainer.global_step`` (GANs: ``n_critic``)."""
+        return 1
+
+    def private_part(self) -> str:
+        """What the privacy guarantee covers, in words (recorded with it)."""
+        raise NotImplementedError
+
+    def membership_score(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """White-box membership-inference score per example of model-range ``x``: higher means
+        "more likely a training example" (see ``src.metrics.membership``)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _require_images(self) -> None:
@@ -205,9 +235,17 @@ class GenerativeModule(pl.LightningModule):
             )
 
     def _make_optimizer(
-        self, factory: OptimizerFactory, params: Any, scheduler: SchedulerFactory | None
+        self,
+        factory: OptimizerFactory,
+        params: Any,
+        scheduler: SchedulerFactory | None,
+        private: bool = False,
     ) -> Any:
+        """The optimizer (and schedule) of ``params``; ``private``: the part DP-SGD trains, whose
+        optimizer the privacy engine wraps (clip each example's gradient, add noise, charge the step)."""
         optimizer = factory(params=params)
+        if private and self.privacy_engine is not None:
+            optimizer = self.privacy_engine.make_private_optimizer(optimizer)
         if scheduler is None:
             return optimizer
         return {

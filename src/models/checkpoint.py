@@ -11,6 +11,8 @@ from src.utils.errors import UserError
 
 # Where the resolved run config (model, data, trainer, ...) sits inside every checkpoint.
 CONFIG_KEY = "genlab_run_config"
+# The privacy guarantee of the run that wrote it (``privacy=dp``; see src/privacy).
+PRIVACY_KEY = "genlab_privacy"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

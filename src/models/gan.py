@@ -33,6 +33,7 @@ Gradient clipping
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Literal
 
 import numpy as np
@@ -69,6 +70,7 @@ class GanModule(GenerativeModule):
     # costs one traversal of the autograd graph per backward pass, so GANs declare that they
     # need it and `Hardware.prepare_model` switches it on for them only (VAEs keep False).
     needs_unused_parameter_search = True
+    membership_attack = "discriminator"
 
     def __init__(
         self,
@@ -210,6 +212,8 @@ class GanModule(GenerativeModule):
     def _discriminator_update(
         self, optimizer: LightningOptimizer, real: Tensor, labels: Tensor | None
     ) -> dict[str, Tensor]:
+        if self.private_training:
+            return self._private_discriminator_update(optimizer, real, labels)
         n = len(real)
         with torch.no_grad():
             fake_labels = self.sample_labels(n, self.noise_generator)
@@ -232,9 +236,35 @@ class GanModule(GenerativeModule):
         logs["loss/d"] = loss
         return {key: value.detach() for key, value in logs.items()}
 
+    def _private_discriminator_update(
+        self, optimizer: LightningOptimizer, real: Tensor, labels: Tensor | None
+    ) -> dict[str, Tensor]:
+        """One DP-SGD discriminator update (``privacy=dp``; the argument is in ``src.privacy``).
+
+        Real and generated samples go through the critic as one batch, one row each, so that the
+        optimizer clips every row's gradient on its own; the number of fakes is fixed (the expected
+        batch size), so adding or removing one training example changes the summed gradient by one
+        clipped row, whatever the Poisson batch drew.
+        """
+        m = self.privacy_engine.expected_batch_size
+        with torch.no_grad():
+            fake_labels = self.sample_labels(m, self.noise_generator)
+            fake = self.generator(self.sample_latents(m, self.noise_generator), fake_labels)
+        both_labels = None if labels is None else torch.cat([labels, fake_labels])
+        out = self.discriminator(torch.cat([real, fake.to(real.dtype)]), both_labels)
+        real_terms, fake_terms = self.loss.discriminator_terms(out[: len(real)], out[len(real) :])
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(real_terms.sum() + fake_terms.sum())
+        step_without_counting(optimizer)
+        # Logged as the usual mean objective (the estimate a non-private run logs).
+        loss_d = fake_terms.mean() + (real_terms.mean() if len(real) else 0.0)
+        return {"loss/d": loss_d.detach()}
+
     def _generator_update(self, optimizer: LightningOptimizer, n: int) -> dict[str, Tensor]:
-        # Toggling freezes the discriminator: the backward pass computes no gradients for its weights.
-        with self.toggled_optimizer(optimizer):
+        # Toggling freezes the discriminator: the backward pass computes no gradients for its weights
+        # (nor, under privacy=dp, per-example ones: the generator's update is not a private step).
+        paused = self.privacy_engine.paused() if self.private_training else contextlib.nullcontext()
+        with self.toggled_optimizer(optimizer), paused:
             labels = self.sample_labels(n, self.noise_generator)
             fake = self.generator(self.sample_latents(n, self.noise_generator), labels)
             loss = self.loss.generator(self.discriminator(fake, labels))
@@ -289,9 +319,30 @@ class GanModule(GenerativeModule):
         # Order matters: `self.optimizers()` unpacks (generator, discriminator).
         configs = [
             self._make_optimizer(self.optimizer_g, self.generator.parameters(), self.scheduler_g),
-            self._make_optimizer(self.optimizer_d, self.discriminator.parameters(), self.scheduler_d),
+            self._make_optimizer(
+                self.optimizer_d, self.discriminator.parameters(), self.scheduler_d, private=True
+            ),
         ]
         return [config if isinstance(config, dict) else {"optimizer": config} for config in configs]
+
+    # ------------------------------------------------------------------ privacy and membership
+    def private_networks(self) -> dict[str, nn.Module]:
+        return {"discriminator": self.discriminator}
+
+    def private_updates_per_step(self) -> int:
+        return self.n_critic
+
+    def private_part(self) -> str:
+        return (
+            "the discriminator, trained with DP-SGD; the generator sees data only through it "
+            "(private by post-processing)"
+        )
+
+    @torch.no_grad()
+    def membership_score(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """The discriminator's logit (LOGAN, Hayes et al. 2019): an overfit critic scores its
+        training images as more real than unseen ones."""
+        return self.discriminator(x, y if self.num_classes else None).float()
 
 
 def exponential_moving_average(module: nn.Module, decay: float) -> AveragedModel:

@@ -28,6 +28,15 @@ class GanLoss:
     lipschitz_critic = False
 
     def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
+        real_terms, fake_terms = self.discriminator_terms(real, fake)
+        return real_terms.mean() + fake_terms.mean()
+
+    def discriminator_terms(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        """The discriminator loss per sample: ``(term of each real, term of each fake)``.
+
+        Every loss here is a mean over real samples plus a mean over fakes; private training
+        (``privacy=dp``) needs the terms themselves, to clip each sample's gradient.
+        """
         raise NotImplementedError
 
     def generator(self, fake: Tensor) -> Tensor:
@@ -44,8 +53,8 @@ class NonSaturatingLoss(GanLoss):
     (``softplus(-logit)``), which keeps gradients alive while D rejects G's samples easily.
     """
 
-    def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
-        return F.softplus(-real.float()).mean() + F.softplus(fake.float()).mean()
+    def discriminator_terms(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        return F.softplus(-real.float()), F.softplus(fake.float())
 
     def generator(self, fake: Tensor) -> Tensor:
         return F.softplus(-fake.float()).mean()
@@ -60,8 +69,8 @@ class WassersteinLoss(GanLoss):
 
     lipschitz_critic = True
 
-    def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
-        return fake.float().mean() - real.float().mean()
+    def discriminator_terms(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        return -real.float(), fake.float()
 
     def generator(self, fake: Tensor) -> Tensor:
         return -fake.float().mean()
@@ -70,8 +79,8 @@ class WassersteinLoss(GanLoss):
 class HingeLoss(GanLoss):
     """Hinge loss (Lim & Ye 2017; Miyato et al. 2018, SNGAN; BigGAN)."""
 
-    def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
-        return F.relu(1.0 - real.float()).mean() + F.relu(1.0 + fake.float()).mean()
+    def discriminator_terms(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+        return F.relu(1.0 - real.float()), F.relu(1.0 + fake.float())
 
     def generator(self, fake: Tensor) -> Tensor:
         return -fake.float().mean()

@@ -39,6 +39,7 @@ class VaeModule(GenerativeModule):
     """Convolutional VAE sized from the data; ``conditional=true`` makes it a cVAE."""
 
     input_range = (0.0, 1.0)
+    membership_attack = "elbo"
 
     def __init__(
         self,
@@ -169,12 +170,22 @@ class VaeModule(GenerativeModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
+        if len(x) == 0:
+            # Poisson sampling (privacy=dp) can draw an empty batch. The private update is then the
+            # noise alone: zero gradients here, and the privacy engine hands the optimizer an empty
+            # set of per-example gradients (a forward pass over no images would fail in Opacus' hooks).
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         log_px, kl = self.elbo_terms(self.likelihood_targets(x, None), y, None)
         beta = self.current_beta()
-        loss = (-log_px + beta * kl).mean()
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_dict({"train/recon": -log_px.mean(), "train/kl": kl.mean(), "train/beta": beta})
-        return loss
+        per_example = -log_px + beta * kl
+        loss = per_example.mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
+        self.log_dict(
+            {"train/recon": -log_px.mean(), "train/kl": kl.mean(), "train/beta": beta}, batch_size=len(x)
+        )
+        # DP-SGD clips the gradient of each example's own loss: Opacus' per-sample gradients are those
+        # of a summed loss; its optimizer divides the noisy sum by the expected batch size.
+        return per_example.sum() if self.private_training else loss
 
     def _evaluate(self, stage: str, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -224,4 +235,29 @@ class VaeModule(GenerativeModule):
         return -(torch.logsumexp(log_w, dim=0) - math.log(samples))
 
     def configure_optimizers(self):
-        return self._make_optimizer(self.optimizer_factory, self.parameters(), self.scheduler_factory)
+        return self._make_optimizer(
+            self.optimizer_factory, self.parameters(), self.scheduler_factory, private=True
+        )
+
+    # ------------------------------------------------------------------ privacy and membership
+    def private_networks(self) -> dict[str, nn.Module]:
+        return {
+            "encoder": self.encoder,
+            "to_mean": self.to_mean,
+            "to_logvar": self.to_logvar,
+            "decoder": self.decoder,
+        }
+
+    def private_part(self) -> str:
+        return "the whole model (encoder and decoder), trained with DP-SGD"
+
+    @torch.no_grad()
+    def membership_score(self, x: Tensor, y: Tensor | None, samples: int = 4, seed: int = 0) -> Tensor:
+        """Per-example ELBO in nats (mean of ``samples`` seeded draws): a model fits its training
+        images better than unseen ones, so a high ELBO suggests a member."""
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        total = torch.zeros(len(x), device=x.device)
+        for _ in range(samples):
+            log_px, kl = self.elbo_terms(self.likelihood_targets(x, generator), y, generator)
+            total += (log_px - kl).float()
+        return total / samples

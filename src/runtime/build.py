@@ -21,6 +21,7 @@ from src.data.base import GenerativeDataModule
 from src.hardware import Hardware
 from src.models.base import CONFIG_KEY, GenerativeModule
 from src.models.checkpoint import read_checkpoint
+from src.privacy import DifferentialPrivacy
 from src.runtime.config_check import check_config
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
@@ -87,6 +88,18 @@ def build_run_parts(cfg: DictConfig) -> tuple[Hardware, GenerativeDataModule, Ge
     model = build_model(cfg, hardware)
     datamodule.prepare_data()
     return hardware, datamodule, model
+
+
+def build_privacy(cfg: DictConfig, model: GenerativeModule, hardware: Hardware) -> DifferentialPrivacy | None:
+    """The ``privacy`` engine (``privacy=dp``), checked against model, trainer and hardware before
+    any data are loaded; ``None`` for ``privacy=none``. Its :meth:`~DifferentialPrivacy.plan` runs
+    once the training split is known."""
+    node = cfg.get("privacy")
+    if not node or "_target_" not in node:
+        return None
+    privacy: DifferentialPrivacy = build(node)
+    privacy.check(model, cfg.trainer, hardware)
+    return privacy
 
 
 def build_metrics(
