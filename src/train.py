@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from src.export.exporter import ExportOptions
@@ -24,7 +23,7 @@ from src.runtime.build import (
     build_metrics,
     build_run_parts,
     build_trainer,
-    check_monitor,
+    check_sweep_direction,
     collect_protocol,
     log_hyperparameters,
     prepare_metrics,
@@ -76,17 +75,16 @@ def train(cfg: DictConfig) -> TaskResult:
         {k: cfg.get(k) for k in ("seed", "ckpt_path", "test", "optimized_metric")},
         path="",
     )
+    check_sweep_direction(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
         read_checkpoint(ckpt_path)
     export = planned_export(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    hardware, datamodule, model = build_run_parts(cfg)
+    hardware, datamodule, model = build_run_parts(cfg, settle_monitors=True)
     metrics = build_metrics(cfg, datamodule, hardware, prepare=False)
     callbacks = build_collection(cfg.get("callbacks")) + metrics
-    if any(isinstance(c, ModelCheckpoint) for c in callbacks):
-        check_monitor(model, callbacks, datamodule)
     prepare_metrics(metrics, datamodule, hardware)
     trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")), model)
     log_hyperparameters(trainer, cfg, model)

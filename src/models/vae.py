@@ -39,6 +39,7 @@ class VaeModule(GenerativeModule):
     """Convolutional VAE sized from the data; ``conditional=true`` makes it a cVAE."""
 
     input_range = (0.0, 1.0)
+    monitor_candidates = ("val/elbo",)
 
     def __init__(
         self,
@@ -59,8 +60,8 @@ class VaeModule(GenerativeModule):
         eval_seed: int = 0,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        monitor: str | None = "val/elbo",
-        monitor_mode: Literal["min", "max"] = "max",
+        monitor: str | None = "auto",
+        monitor_mode: Literal["min", "max"] | None = None,
         point_dim: PositiveInt | None = None,
         name: str = "vae",
     ) -> None:
