@@ -130,3 +130,36 @@ def test_monitors_against_the_table_stop_before_training(
     cfg = make_cfg("train", [*overrides, *source])
     with pytest.raises(UserError, match=message):
         build_run_parts(cfg, settle_monitors=True)
+
+
+def test_early_stopping_watches_the_monitor_in_the_tables_direction(make_cfg) -> None:
+    from src.train import train
+
+    # No learning (lr 0, no batch norm): val/elbo never improves after the first validation.
+    cfg = make_cfg(
+        "train",
+        [
+            "model=vae",
+            "model.width=8",
+            "model.latent_dim=4",
+            "model.norm=none",
+            "model.optimizer.lr=0",
+            "metrics=none",
+            "data.source=files",
+            "callbacks=early_stopping",
+            "callbacks.early_stopping.patience=1",
+            "trainer.max_epochs=6",
+            "test=false",
+        ],
+    )
+    result = train(cfg)
+    assert cfg.callbacks.early_stopping.mode == "max"
+    assert result.metrics["epoch"] == 2  # epochs 0 and 1 validated, no improvement at 1: stop
+
+
+def test_early_stopping_without_a_monitor_stops_before_training(make_cfg) -> None:
+    cfg = make_cfg(
+        "train", ["model=vae", "model.monitor=null", "callbacks=early_stopping", "data.source=files"]
+    )
+    with pytest.raises(UserError, match=r"Change callbacks\.early_stopping\.monitor"):
+        build_run_parts(cfg, settle_monitors=True)
