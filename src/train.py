@@ -25,6 +25,7 @@ from src.runtime.build import (
     build_trainer,
     check_sweep_direction,
     collect_protocol,
+    collect_stability,
     log_hyperparameters,
     prepare_metrics,
     read_checkpoint,
@@ -133,6 +134,10 @@ def _collect(trainer: pl.Trainer, result: TaskResult, metrics: dict[str, Any]) -
     result.metrics["global_step"] = trainer.global_step
     result.metrics["epoch"] = trainer.current_epoch
     result.protocol.update(collect_protocol(trainer))
+    stability, protocol = collect_stability(trainer)
+    result.metrics.update(stability)
+    if protocol:
+        result.protocol["stability"] = protocol
     return result
 
 

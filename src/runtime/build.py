@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.callbacks import DivergenceGuard, ScoreHistory
 from src.data.base import GenerativeDataModule
 from src.export.exporter import ExportOptions
 from src.hardware import Hardware
@@ -246,6 +247,29 @@ def collect_protocol(trainer: pl.Trainer) -> dict[str, Any]:
     for callback in trainer.callbacks:
         protocol.update(getattr(callback, "protocol", None) or {})
     return protocol
+
+
+def collect_stability(trainer: pl.Trainer) -> tuple[dict[str, float], dict[str, Any]]:
+    """``spread/<score>`` for every score with a direction in the table (its standard deviation
+    over the last k evaluations, from :class:`ScoreHistory`) and ``divergence_events`` (from the
+    :class:`DivergenceGuard`), with their protocol."""
+    scores: dict[str, float] = {}
+    protocol: dict[str, Any] = {}
+    for callback in trainer.callbacks:
+        if isinstance(callback, ScoreHistory):
+            counts = callback.evaluations()
+            for name, spread in callback.spreads().items():
+                row = registry.lookup(name)
+                if row is not None and row.higher_is_better is not None:
+                    scores[f"spread/{name}"] = spread
+            protocol.update(
+                spread="sample standard deviation over the last k evaluations",
+                last_k=callback.last_k,
+                evaluations=max(counts.values(), default=0),
+            )
+        if isinstance(callback, DivergenceGuard):
+            scores["divergence_events"] = callback.events
+    return scores, protocol
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> GenerativeModule:
