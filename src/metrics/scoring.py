@@ -79,15 +79,11 @@ class ScoreOptions:
 
     def min_fake(self) -> int:
         """The fewest generated samples every enabled score is defined for."""
-        return max(
-            4 if self.detection else 2,
-            self.pr_k + 1 if self.prdc else 2,
-            self.isc_splits if self.isc else 2,
-        )
+        return max(2, self.pr_k + 1 if self.prdc else 2, self.isc_splits if self.isc else 2)
 
     def min_real(self) -> int:
-        # The detection test's stratified halves need two samples of each set.
-        return max(4 if self.detection else 2, max(self.pr_k, self.dc_k) + 1 if self.prdc else 2)
+        # (Two samples of each set also give the detection test one per class in each half.)
+        return max(2, max(self.pr_k, self.dc_k) + 1 if self.prdc else 2)
 
 
 @dataclass
