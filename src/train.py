@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from src.export.exporter import ExportOptions
@@ -27,8 +26,9 @@ from src.runtime.build import (
     build_privacy,
     build_run_parts,
     build_trainer,
-    check_monitor,
+    check_sweep_direction,
     collect_protocol,
+    collect_stability,
     log_hyperparameters,
     prepare_metrics,
 )
@@ -83,6 +83,7 @@ def planned_export(cfg: DictConfig) -> ExportOptions | None:
 
 def train(cfg: DictConfig) -> TaskResult:
     task_options(TrainOptions, cfg)
+    check_sweep_direction(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     if ckpt_path:
         read_checkpoint(ckpt_path)
@@ -90,7 +91,7 @@ def train(cfg: DictConfig) -> TaskResult:
     check_config(cfg, ("privacy",))
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    hardware, datamodule, model = build_run_parts(cfg)
+    hardware, datamodule, model = build_run_parts(cfg, settle_monitors=True)
     privacy = build_privacy(cfg, model, hardware)
     metrics = build_metrics(cfg, datamodule, hardware, prepare=False)
     callbacks = build_collection(cfg.get("callbacks")) + metrics
@@ -98,8 +99,6 @@ def train(cfg: DictConfig) -> TaskResult:
         # Needs the training split's size; refuses a schedule over budget before any training.
         privacy.plan(model, datamodule, cfg.trainer)
         callbacks.append(privacy)
-    if any(isinstance(c, ModelCheckpoint) for c in callbacks):
-        check_monitor(model, callbacks, datamodule)
     prepare_metrics(metrics, datamodule, hardware)
     trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")), model)
     log_hyperparameters(trainer, cfg, model)
@@ -155,6 +154,10 @@ def _collect(
         result.metrics["privacy/epsilon"] = record["epsilon"]
         result.extra["privacy"] = record
     result.protocol.update(collect_protocol(trainer))
+    stability, protocol = collect_stability(trainer)
+    result.metrics.update(stability)
+    if protocol:
+        result.protocol["stability"] = protocol
     return result
 
 

@@ -22,7 +22,7 @@ from src.runtime.run import read_metrics_json, run_task
 from src.train import train
 from src.utils.errors import UserError
 
-GANS = ["dcgan", "wgan_gp", "sngan", "cgan"]
+GANS = ["dcgan", "wgan_gp", "sngan", "cgan", "gan_mlp"]
 # Tiny networks; no FID is logged under metrics=none, so best.ckpt is the latest.
 FAST_GAN = [
     "model.g_width=8",
@@ -389,3 +389,21 @@ def test_projection_discriminator_learns_which_class_an_image_shows() -> None:
         h = draw(labels)
         scores = torch.stack([head(h, torch.full_like(labels, c)) for c in range(10)], dim=1)
     assert (scores.argmax(1) == labels).float().mean() >= 0.9
+
+
+def test_gan_mlp_is_the_fully_connected_gan_of_the_worked_example(make_cfg) -> None:
+    from torch import nn
+
+    from src.runtime.build import build_run_parts
+
+    cfg = make_cfg("train", ["model=gan_mlp", *MNIST])
+    _, _, model = build_run_parts(cfg)
+    sizes = lambda net: [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)]  # noqa: E731
+    assert sizes(model.generator) == [(100, 256), (256, 512), (512, 1024), (1024, 784)]
+    assert sizes(model.discriminator) == [(784, 1024), (1024, 512), (512, 256), (256, 1)]
+    assert type(model.loss).__name__ == "NonSaturatingLoss"
+    optimizer_g, optimizer_d = (c["optimizer"] for c in model.configure_optimizers())
+    for optimizer in (optimizer_g, optimizer_d):
+        assert optimizer.defaults["lr"] == 2e-4 and optimizer.defaults["betas"] == (0.5, 0.999)
+    images = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (3, 1, 28, 28) and float(images.min()) >= 0 and float(images.max()) <= 1

@@ -29,6 +29,7 @@ IMAGE_SCORES = [
     "kid_std",
     "is",
     "is_std",
+    "confident_frac",
     "precision",
     "recall",
     "density",
@@ -36,6 +37,11 @@ IMAGE_SCORES = [
     "p_precision",
     "p_recall",
     "precision_outlier_share",
+    "swd",
+    "swd_pixel",
+    "swd_pixel_28",
+    "swd_pixel_14",
+    "detection_auc",
 ]
 MEMORIZATION = ["authenticity", "nn_train", "nn_heldout"]
 
@@ -177,6 +183,9 @@ def test_points_get_the_pacgan_mode_statistics(tmp_path: Path, cache_dir: Path) 
     logged = run_test(model, datamodule, callback)
     assert logged["test/modes"] == 6.0 and logged["test/hq_frac"] > 0.95
     assert logged["test/rkl"] == pytest.approx(math.log(8 / 6), abs=0.02)
+    # A quarter of the real mass (2 of 8 modes) has to move to a neighbouring mode, 2 sin(pi / 8) away:
+    # exact W1 >= 0.25 * 0.765 minus the noise scale, and W1 <= W2 < 1.
+    assert 0.18 < logged["test/w1"] < 0.6 and logged["test/w1"] <= logged["test/w2"] < 1.0
     protocol = callback.protocol["test"]
     assert protocol["protocol"] == "pacgan-modes" and protocol["n_fake"] == 2500 and protocol["sigma"] == 0.01
 

@@ -139,6 +139,20 @@ def _gpu_jobs_fail(checkout: Path, output: str) -> None:
         assert metrics["status"] == "failed" and "GPU" in metrics["reason"], metrics
 
 
+def _comparison_written(checkout: Path, output: str) -> None:
+    table = (_seed_sweep(checkout) / "compare.md").read_text()
+    assert "dcgan" in table and "wgan_gp" in table and "±" in table, table
+
+
+def _seed_sweep(checkout: Path) -> Path:
+    """The README's seeded sweep (``model=dcgan,wgan_gp seed=1,2,3``): what ``<timestamp>`` stands for."""
+    for sweep in sorted((checkout / "logs" / "train" / "multiruns").iterdir(), reverse=True):
+        overrides = sweep / "0" / ".hydra" / "overrides.yaml"
+        if overrides.is_file() and "seed=1" in overrides.read_text():
+            return sweep
+    raise AssertionError("the seeded sweep of the README has not run")
+
+
 def _remove(relative: str) -> Callable[[Path], None]:
     return lambda checkout: shutil.rmtree(checkout / relative, ignore_errors=True)
 
@@ -251,6 +265,11 @@ CASES: dict[str, Case] = {
         ],
         check=_sweep_jobs(2),
     ),
+    "python -m src.train model=dcgan hparams_search=gan_optuna optimized_metric=val/precision": Case(
+        budget=[*train_budget("model=dcgan"), "hydra.sweeper.n_trials=2"], check=_sweep_jobs(2)
+    ),
+    "python -m src.train -m model=dcgan,wgan_gp seed=1,2,3": Case(budget=train_budget, check=_sweep_jobs(6)),
+    "python -m src.compare logs/train/multiruns/<timestamp>": Case(check=_comparison_written),
     "python -m src.train -m hardware=ddp model.latent_dim=16,32": Case(
         budget=train_budget, gpu=True, check=_gpu_jobs_fail
     ),
@@ -310,6 +329,10 @@ class Checkout:
                 ".../", f"{cvae_run}/checkpoints/"
             )
         command = command.replace("logs/train/runs/<run>", str(vae_run))
+        if "logs/train/multiruns/<timestamp>" in command:
+            command = command.replace(
+                "logs/train/multiruns/<timestamp>", str(_seed_sweep(self.root).relative_to(self.root))
+            )
         return command.replace("<dir>", "synthetic/mnist_cvae")
 
     def run(self, command: str, extra: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -417,7 +440,10 @@ def test_readme_command_runs_as_printed(checkout: Checkout, command: str, tmp_pa
         return
     assert result.returncode == 0, output[-4000:]
     # Every command names its run directory (submitit jobs print theirs into their own logs).
-    if not command.startswith(("make", "python -m src.verify")) and "hydra/launcher=" not in command:
+    if (
+        not command.startswith(("make", "python -m src.verify", "python -m src.compare"))
+        and "hydra/launcher=" not in command
+    ):
         assert re.search(r"^run directory: ", result.stdout, re.M), result.stdout[-2000:]
     if case.check:
         case.check(checkout.root, output)

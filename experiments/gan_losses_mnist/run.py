@@ -1,76 +1,127 @@
-"""DCGAN, WGAN-GP, SNGAN (hinge + spectral norm) and the conditional GAN on MNIST, same budget.
+"""The GAN family on MNIST at an equal wall-clock budget, 3 seeds each.
 
-    python -m experiments.gan_losses_mnist.run [overrides...]
+    python -m experiments.gan_losses_mnist.run            # the study (~1.5 h on a 2-core CPU)
+    python -m experiments.gan_losses_mnist.run --smoke    # a few minutes: the whole pipeline, tiny budget
 
-Runs `python -m src.train -m experiment=gan_losses_mnist` (4 jobs), then writes results.json,
-results.md, samples.png and README.md in this folder. Scores are the test-time scores of each
-job's best checkpoint (lowest `val/fid`), from its metrics.json.
+Every model (dcgan, gan_mlp, wgan_gp, sngan, cgan; presets in conf/experiment/gan_losses_mnist*.yaml)
+trains for the same wall-clock time (``trainer.max_time``, 10 minutes) on one CPU thread, two jobs
+side by side, for each seed; each job tests its best checkpoint (lowest ``val/fid``). The jobs are
+then compared with ``src.compare`` (mean ± standard deviation over seeds of every score), and this
+folder gets results.json, results.md, compare.png (score curves), samples.png and README.md.
+``--smoke`` writes into a temporary directory instead (``--out`` to choose), so the measured
+results are never replaced by smoke numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
-from experiments.common import Job, machine_description, markdown_table, run_multirun
+from experiments.common import ROOT, machine_description
+from src.metrics.compare import compare_runs, markdown, write_comparison
 
 HERE = Path(__file__).resolve().parent
-SCORES = ["test/fid", "test/kid", "test/is", "test/precision", "test/recall", "test/density", "test/coverage"]
+# Each model's command: the shared budget (experiment=gan_losses_mnist) or its tuned preset.
+MODELS: dict[str, list[str]] = {
+    "dcgan": ["experiment=gan_losses_mnist", "model=dcgan"],
+    "gan_mlp": ["experiment=gan_losses_mnist", "model=gan_mlp"],
+    "wgan_gp": ["experiment=gan_losses_mnist_wgan_gp"],
+    "sngan": ["experiment=gan_losses_mnist_sngan"],
+    "cgan": ["experiment=gan_losses_mnist_cgan"],
+}
+SEEDS = (1, 2, 3)
+SCORES = [
+    "test/fid",
+    "test/kid",
+    "test/is",
+    "test/confident_frac",
+    "test/precision",
+    "test/recall",
+    "test/density",
+    "test/coverage",
+    "test/swd",
+    "test/swd_pixel",
+    "test/detection_auc",
+    "test/d_acc",
+    "spread/val/fid",
+    "divergence_events",
+    "global_step",
+    "epoch",
+]
+SMOKE = [
+    "trainer.max_time=00:00:00:20",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "metrics.n_fake_val=200",
+    "metrics.n_fake_test=200",
+]
+CONFIDENCE = 0.9
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--log-dir", type=Path, default=None, help="where the runs go (default: a temp dir)")
-    parser.add_argument("--out", type=Path, default=HERE, help="where the results go")
-    parser.add_argument(
-        "overrides", nargs="*", help="extra overrides, e.g. trainer.max_epochs=1 for a dry run"
-    )
-    args = parser.parse_args()
-    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="gan_losses_mnist_"))
-    jobs, seconds = run_multirun(["experiment=gan_losses_mnist", *args.overrides], log_dir)
-    rows = [
-        {
-            "model": job.overrides["model"],
-            "generator_updates": job.metrics["global_step"],
-            "epochs": job.metrics["epoch"],
-            **{k: job.metrics.get(k) for k in SCORES},
-        }
-        for job in jobs
+def run_job(model: str, seed: int, log_dir: Path, extra: list[str]) -> tuple[Path, float]:
+    """``python -m src.train <model's overrides> seed=<seed>`` on one thread; its run dir and wall time."""
+    run_dir = log_dir / model / f"seed{seed}"
+    command = [
+        sys.executable,
+        "-m",
+        "src.train",
+        *MODELS[model],
+        f"seed={seed}",
+        f"paths.log_dir={log_dir}",
+        f"hydra.run.dir={run_dir}",
+        *extra,
     ]
-    results = {
-        "machine": machine_description(),
-        "wall_seconds": seconds,
-        "data_source": jobs[0].metrics.get("data_source"),
-        "extractor": jobs[0].metrics.get("protocol", {}).get("test", {}).get("extractor"),
-        "overrides": args.overrides,
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown_table(
-        ["model", "G updates", *SCORES],
-        [[r["model"], r["generator_updates"], *(r[k] for k in SCORES)] for r in rows],
-    )
-    (args.out / "results.md").write_text(table)
-    sample_figure(jobs, args.out / "samples.png")
-    (args.out / "README.md").write_text(readme(table, results))
-    print(table)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with open(run_dir.parent / f"seed{seed}.log", "w") as log:
+        proc = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} failed (exit {proc.returncode}); log: {run_dir.parent}/seed{seed}.log"
+        )
+    return run_dir, seconds
 
 
-def tested_checkpoint(job: Job) -> Path:
-    return Path(
-        job.metrics["protocol"].get("tested_checkpoint") or job.directory / "checkpoints" / "last.ckpt"
-    )
+def run_config(run_dir: Path) -> dict:
+    """The resolved config a run stored in its tested checkpoint."""
+    from src.models.checkpoint import CONFIG_KEY, read_checkpoint
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return read_checkpoint(metrics["protocol"]["tested_checkpoint"])[CONFIG_KEY]
 
 
-def sample_figure(jobs: list[Job], path: Path) -> None:
-    """64 samples of each job's tested checkpoint (EMA generator where there is one), fixed seed."""
+def real_confident_share(run_dir: Path) -> dict[str, float]:
+    """The domain classifier's share of real test images classified with p >= 0.9 (the reference)."""
+    from omegaconf import OmegaConf
+
+    from src.metrics import load_extractor
+    from src.runtime.build import build_datamodule
+
+    cfg = OmegaConf.create(run_config(run_dir))
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    extractor = load_extractor(datamodule, cfg.paths.cache_dir)
+    images, _ = datamodule.split("test")
+    with torch.no_grad():
+        probabilities = torch.softmax(extractor.classify(images.cpu()).double(), dim=1)
+    return {"confident_frac": float((probabilities.amax(1) >= CONFIDENCE).double().mean()), "n": len(images)}
+
+
+def sample_figure(runs: dict[str, Path], path: Path) -> None:
+    """64 samples of each model's tested checkpoint (first seed; EMA generator where there is one)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,54 +130,114 @@ def sample_figure(jobs: list[Job], path: Path) -> None:
 
     from src.models.base import GenerativeModule
 
-    fig, axes = plt.subplots(1, len(jobs), figsize=(3 * len(jobs), 3.3), dpi=110)
-    for ax, job in zip(axes, jobs):
-        model = GenerativeModule.from_checkpoint(tested_checkpoint(job))
+    fig, axes = plt.subplots(1, len(runs), figsize=(3 * len(runs), 3.3), dpi=110)
+    for ax, (model_name, run_dir) in zip(axes, runs.items()):
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        checkpoint = metrics["protocol"].get("tested_checkpoint") or run_dir / "checkpoints" / "last.ckpt"
+        model = GenerativeModule.from_checkpoint(checkpoint)
         labels = torch.arange(64) % 8 if model.num_classes else None
         images = model.sample(64, labels=labels, generator=torch.Generator().manual_seed(0)).cpu()
         ax.imshow(make_grid(images, nrow=8, padding=1).permute(1, 2, 0).numpy())
-        ax.set_title(f"model={job.overrides['model']}", fontsize=9)
+        ax.set_title(f"model={model_name}", fontsize=9)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def readme(table: str, results: dict) -> str:
-    best = min(results["rows"], key=lambda r: r["test/fid"])
-    most = max(r["generator_updates"] for r in results["rows"])
-    fewer = [r for r in results["rows"] if r["generator_updates"] < most]
-    updates = ""
-    if fewer:
-        names = ", ".join(f"`{r['model']}` ({r['generator_updates']})" for r in fewer)
-        updates = (
-            f"Generator updates (n_critic) differ: {names} against {most} for the others. The models are "
-            "compared at equal discriminator work, not equal generator work; fewer generator updates mean "
-            "shorter training of the generator."
+def readme(results: dict, table: str) -> str:
+    rows = {c["configuration"]: c for c in results["comparison"]["configurations"]}
+    confident = []
+    for model, overrides in MODELS.items():
+        row = rows.get(
+            " ".join(sorted(o for o in overrides if o not in results["comparison"]["common_overrides"]))
         )
-    return f"""# GAN losses on MNIST
+        stats = (row or {}).get("scores", {}).get("test/confident_frac")
+        if stats:
+            confident.append(f"`{model}` {stats['mean']:.0%}")
+    reached = ", ".join(confident) or "n/a"
+    return f"""# GAN losses on MNIST at an equal wall-clock budget
 
-Reproduce: `python -m experiments.gan_losses_mnist.run` (it runs
-`python -m src.train -m experiment=gan_losses_mnist`, 4 jobs, and rewrites this file; extra
-overrides: `{" ".join(results["overrides"]) or "none"}`).
+Reproduce: `python -m experiments.gan_losses_mnist.run` (rewrites this folder; extra overrides:
+`{" ".join(results["overrides"]) or "none"}`). Smoke test of the pipeline:
+`python -m experiments.gan_losses_mnist.run --smoke`.
 
-Setup (`conf/experiment/gan_losses_mnist.yaml`): `data=mnist` (data source:
-`{results["data_source"]}`), batch 64, 10 epochs for every model, i.e. the same number of real
-batches and discriminator updates (`n_critic=5` for wgan_gp, sngan and cgan gives them a fifth of
-the generator updates), seed 12345, each model's own optimizer settings (`conf/model/`). The
-checkpoint with the lowest `val/fid` (2,000 samples vs the validation split, every 5 epochs) is
-tested: 10,000 samples against the whole test split, in the feature space of the framework's
-domain classifier (`metrics=domain`, extractor `{results["extractor"]}`); FID and KID are
-comparable only under that extractor's hash (recorded in each job's metrics.json), not with
-Inception-based figures in the literature.
+Setup: `data=mnist` (data source `{results["data_source"]}`), batch 64, every model trains for the
+same wall clock, `trainer.max_time={results["max_time"]}` (validation included), on one CPU thread,
+{results["parallel"]} jobs side by side, seeds {", ".join(map(str, results["seeds"]))}. Models and presets
+(`conf/experiment/gan_losses_mnist*.yaml`): `dcgan` and `gan_mlp` (the fully-connected GAN) with
+their paper settings; `wgan_gp` with 32-channel networks and Adam(2e-4, 0.5/0.9); `sngan` and `cgan`
+with the SNGAN paper's standard CNN (DCGAN stack, spectral norm, hinge loss, one critic update).
+Validation every 10 epochs (2,000 samples vs the validation split) selects `best.ckpt` by `val/fid`;
+the test scores are 10,000 samples of it against the test split, in the feature space of the
+framework's domain classifier (extractor `{results["extractor"]}`: scores are comparable only under
+its hash, not with Inception-based figures).
 
-Measured on: {results["machine"]}. Wall time for the 4 jobs: {results["wall_seconds"] / 60:.1f} min.
+Measured on: {results["machine"]}; wall time of the study {results["wall_seconds"] / 60:.1f} min
+(jobs: {results["job_seconds_mean"] / 60:.1f} min each on average).
 
 {table}
-Lowest test FID under this budget: `model={best["model"]}`. {updates}
+`test/confident_frac`: share of samples the domain classifier assigns to one class with
+p >= {CONFIDENCE} (real test images: {results["real_confident"]["confident_frac"]:.1%}); by model: {reached}.
+A noise image can be classified confidently too: read it with FID, precision and the samples.
+`spread/val/fid`: standard deviation of `val/fid` over each run's last 5 validations;
+`global_step`: generator updates reached in the budget.
 
-![64 samples of each model's tested checkpoint (cgan: digits 0-7, one per column)](samples.png)
+![score curves: mean ± std over seeds](compare.png)
+
+![64 samples of each model's tested checkpoint, seed {results["seeds"][0]} (cgan: digits 0-7, one per column)](samples.png)
 """
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny budget, one seed, results in a temp dir")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--parallel", type=int, default=2, help="jobs side by side (one thread each)")
+    parser.add_argument("--log-dir", type=Path, default=None, help="where the runs go (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=None, help="where the results go")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every job")
+    args = parser.parse_args()
+    seeds = args.seeds or ([1] if args.smoke else list(SEEDS))
+    extra = (SMOKE if args.smoke else []) + args.overrides
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="gan_losses_mnist_"))
+    out = args.out or (log_dir / "results" if args.smoke else HERE)
+    jobs = [(model, seed) for seed in seeds for model in MODELS]
+    print(f"{len(jobs)} jobs, {args.parallel} at a time; runs in {log_dir}, results in {out}", flush=True)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        finished = list(pool.map(lambda job: run_job(*job, log_dir, extra), jobs))
+    wall = time.perf_counter() - started
+    run_dirs = [run_dir for run_dir, _ in finished]
+    comparison = compare_runs(run_dirs)
+    out.mkdir(parents=True, exist_ok=True)
+    write_comparison(comparison, out, SCORES)
+    table = markdown(comparison, SCORES)
+    first_seed = {model: log_dir / model / f"seed{seeds[0]}" for model in MODELS}
+    sample_figure(first_seed, out / "samples.png")
+    metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
+    config = run_config(run_dirs[0])
+    results = {
+        "machine": machine_description(),
+        "wall_seconds": wall,
+        "job_seconds_mean": sum(s for _, s in finished) / len(finished),
+        "parallel": args.parallel,
+        "seeds": seeds,
+        "max_time": config["trainer"]["max_time"],
+        "smoke": args.smoke,
+        "overrides": extra,
+        "data_source": metrics.get("data_source"),
+        "extractor": metrics.get("protocol", {}).get("test", {}).get("extractor"),
+        "real_confident": real_confident_share(run_dirs[0]),
+        "comparison": comparison,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(table)
+    (out / "README.md").write_text(readme(results, table))
+    print(table)
+    print(f"wall time {wall / 60:.1f} min; results in {out}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from src.callbacks.checkpoint import LastCheckpoint
 from src.callbacks.divergence import DivergenceGuard
+from src.callbacks.history import ScoreHistory
 from src.callbacks.samples import SampleGrid
 
-__all__ = ["DivergenceGuard", "LastCheckpoint", "SampleGrid"]
+__all__ = ["DivergenceGuard", "LastCheckpoint", "SampleGrid", "ScoreHistory"]

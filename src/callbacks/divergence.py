@@ -28,6 +28,9 @@ class DivergenceGuard(pl.Callback):
         self.check_every_n_steps = max(1, int(check_every_n_steps))
         self._flags: dict[str, Tensor] = {}
         self._batches = 0
+        # Checks that found a non-finite loss (recorded as `divergence_events` in metrics.json; the
+        # first one stops the run, so a finished run has 0 and a diverged one 1).
+        self.events = 0
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -50,6 +53,7 @@ class DivergenceGuard(pl.Callback):
         self._flags = {}
         if not trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
             return
+        self.events += 1
         which = ", ".join(bad) if bad else "a loss on another process"
         last = last_checkpoint(trainer) or "none written yet"
         raise TrainingFailure(

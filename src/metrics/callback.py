@@ -2,7 +2,8 @@
 
 Every ``every_n_epochs`` validation epochs it scores ``n_fake_val`` samples against the val split
 (``val/fid``, ``val/kid``, ...), and at test ``n_fake_test`` against the test split (``test/...``).
-Toy 2-D data get the PacGAN mode statistics instead (``val/modes``, ``val/hq_frac``, ``val/rkl``).
+Toy 2-D data get the PacGAN mode statistics instead (``val/modes``, ``val/hq_frac``, ``val/rkl``)
+and the exact Wasserstein distances to the real split (``val/w1``, ``val/w2``).
 
 Multi-process runs (DDP) give the numbers of a single process, bit for bit:
 
@@ -25,12 +26,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from src.data.base import GenerativeDataModule
 from src.metrics.classifier_networks import ClassifierArch
 from src.metrics.classifier_training import TrainingRecipe
+from src.metrics.detection import DetectionClassifier
 from src.metrics.domain import load_extractor
 from src.metrics.features import FeatureSet
 from src.metrics.inception import load_inception, locate_inception_weights
@@ -38,10 +41,11 @@ from src.metrics.membership import membership_audit, model_white_box
 from src.metrics.modes import HQ_SIGMAS, mode_statistics
 from src.metrics.modes import PROTOCOL as MODES_PROTOCOL
 from src.metrics.scoring import ScoreOptions, Scorer, chunk_sizes, default_n_fake, sample_chunk
+from src.metrics.wasserstein import exact_wasserstein
 from src.utils.errors import UserError
 from src.utils.images import to_uint8
 from src.utils.logging import get_logger
-from src.utils.types import PositiveFloat, PositiveInt
+from src.utils.types import Fraction, PositiveFloat, PositiveInt
 
 log = get_logger(__name__)
 
@@ -49,6 +53,8 @@ log = get_logger(__name__)
 N_FAKE_CAP = {"val": 2000, "test": 10_000}
 
 MODE_SCORES = ("modes", "hq_frac", "rkl")
+# Exact Wasserstein distances of toy 2-D samples to the real split (POT).
+POINT_DISTANCES = ("w1", "w2")
 
 
 class SampleQuality(pl.Callback):
@@ -73,6 +79,12 @@ class SampleQuality(pl.Callback):
             model's white-box attack and the closest-synthetic-image attack on ``audit_n_synthetic``
             samples, ``audit_n`` training vs as many test images; logs ``audit/<attack>/...``.
         audit_n, audit_n_synthetic: candidates per side, and generated images, of the audit.
+        swd, swd_projections: sliced Wasserstein distance in feature space, and its random directions
+            (also those of the pixel SWD).
+        swd_pixel, swd_pixel_patches: multi-scale pixel SWD (Karras et al. 2018) and its 7x7 patches
+            per image and pyramid level.
+        detection, detection_classifier: classifier two-sample test on features (``logistic`` | ``mlp``).
+        confidence_threshold: class probability above which a sample counts in ``confident_frac``.
     """
 
     def __init__(
@@ -101,6 +113,13 @@ class SampleQuality(pl.Callback):
         audit: bool = False,
         audit_n: PositiveInt = 500,
         audit_n_synthetic: PositiveInt = 2000,
+        swd: bool = True,
+        swd_projections: PositiveInt = 128,
+        swd_pixel: bool = True,
+        swd_pixel_patches: PositiveInt = 8,
+        detection: bool = True,
+        detection_classifier: DetectionClassifier = "logistic",
+        confidence_threshold: Fraction = 0.9,
     ) -> None:
         super().__init__()
         self.audit = audit
@@ -126,6 +145,13 @@ class SampleQuality(pl.Callback):
             dc_k=dc_k,
             n_train_reference=n_train_reference,
             mifid_eps=mifid_eps,
+            swd=swd,
+            swd_projections=swd_projections,
+            swd_pixel=swd_pixel,
+            swd_pixel_patches=swd_pixel_patches,
+            detection=detection,
+            detection_classifier=detection_classifier,
+            confidence_threshold=confidence_threshold,
             seed=seed,
         )
         for stage, n in self.n_fake.items():
@@ -241,13 +267,16 @@ class SampleQuality(pl.Callback):
         datamodule: GenerativeDataModule = trainer.datamodule
         points = datamodule.kind == "points"
         n = self.n_points if points else self.fake_count(stage, len(datamodule.split(stage)[0]))
-        rows = self._draw_and_gather(trainer, pl_module, chunk_sizes(n, self.chunk_size), points)
+        keep_images = not points and self.scorer.pixel_swd_enabled(datamodule)
+        rows, images = self._draw_and_gather(
+            trainer, pl_module, chunk_sizes(n, self.chunk_size), points, keep_images
+        )
         result: tuple[dict[str, float], dict[str, Any]] | None = None
         if trainer.global_rank == 0:
             result = (
-                self._score_points(rows, datamodule, n)
+                self._score_points(rows, datamodule, stage, n)
                 if points
-                else self._score_images(rows, datamodule, stage, n)
+                else self._score_images(rows, images, datamodule, stage, n)
             )
         # Every rank takes part in the broadcast; only rank 0 has something to send.
         scores, protocol = trainer.strategy.broadcast(result, src=0)
@@ -258,25 +287,46 @@ class SampleQuality(pl.Callback):
         self._log_protocol(trainer, stage, protocol)
         return scores
 
-    def _draw_and_gather(self, trainer: pl.Trainer, pl_module: Any, sizes: list[int], points: bool) -> Tensor:
-        """The rows (features or points) of every chunk, drawn across ranks, in chunk order on every rank."""
+    def _draw_and_gather(
+        self, trainer: pl.Trainer, pl_module: Any, sizes: list[int], points: bool, keep_images: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """The rows (features or points) of every chunk, drawn across ranks, in chunk order on every
+        rank; with ``keep_images`` also the ``uint8`` images (for the pixel SWD), gathered alike."""
         world, rank = trainer.world_size, trainer.global_rank
         device = pl_module.device
         width = int(pl_module.point_dim) if points else self._width
-        buffer = torch.zeros(math.ceil(len(sizes) / world), max(sizes), width, device=device)
+        slots = math.ceil(len(sizes) / world)
+        buffer = torch.zeros(slots, max(sizes), width, device=device)
+        shape = tuple(pl_module.sample_shape)
+        pixels = (
+            torch.zeros(slots, max(sizes), *shape, dtype=torch.uint8, device=device) if keep_images else None
+        )
         for slot, index in enumerate(range(rank, len(sizes), world)):
             samples = sample_chunk(pl_module.sample, index, sizes[index], self.options.seed, device)
-            rows = samples.float() if points else self.scorer.features(to_uint8(samples)).rows()
-            buffer[slot, : sizes[index]] = rows
-        # Ranks with fewer chunks send zero padding; it is cut away below.
+            if points:
+                buffer[slot, : sizes[index]] = samples.float()
+                continue
+            images = to_uint8(samples)
+            buffer[slot, : sizes[index]] = self.scorer.features(images).rows()
+            if pixels is not None:
+                pixels[slot, : sizes[index]] = images
+        return self._in_chunk_order(trainer, buffer, sizes), (
+            None if pixels is None else self._in_chunk_order(trainer, pixels, sizes)
+        )
+
+    @staticmethod
+    def _in_chunk_order(trainer: pl.Trainer, buffer: Tensor, sizes: list[int]) -> Tensor:
+        world = trainer.world_size
+        # Ranks with fewer chunks send zero padding; it is cut away here.
         gathered = trainer.strategy.all_gather(buffer) if world > 1 else buffer.unsqueeze(0)
         return torch.cat([gathered[i % world, i // world, :size] for i, size in enumerate(sizes)]).cpu()
 
     def _score_images(
-        self, rows: Tensor, datamodule: GenerativeDataModule, stage: str, n: int
+        self, rows: Tensor, images: Tensor | None, datamodule: GenerativeDataModule, stage: str, n: int
     ) -> tuple[dict[str, float], dict[str, Any]]:
         # Each stage is scored against the split of its name: val at validation, test at test.
-        scores = self.scorer.score(FeatureSet.from_rows(rows, self._feature_dim), datamodule, stage)
+        features = FeatureSet.from_rows(rows, self._feature_dim)
+        scores = self.scorer.score(features, datamodule, stage, images=images)
         protocol = self.scorer.protocol(datamodule, stage, n, scores, chunk_size=self.chunk_size)
         protocol["n_fake_rule"] = (
             f"metrics.n_fake_{stage}"
@@ -297,8 +347,9 @@ class SampleQuality(pl.Callback):
         return max(self.options.min_fake(), default_n_fake(n_real, N_FAKE_CAP[stage]))
 
     def _score_points(
-        self, rows: Tensor, datamodule: GenerativeDataModule, n: int
+        self, rows: Tensor, datamodule: GenerativeDataModule, stage: str, n: int
     ) -> tuple[dict[str, float], dict[str, Any]]:
+        real = datamodule.split(stage)[0].float().cpu()
         protocol = {
             "protocol": MODES_PROTOCOL,
             "dataset": datamodule.name,
@@ -308,8 +359,11 @@ class SampleQuality(pl.Callback):
             "hq_sigmas": HQ_SIGMAS,
             "seed": self.options.seed,
             "chunk_size": self.chunk_size,
+            "wasserstein": f"exact W1 and W2 (POT emd2, Euclidean cost) vs the {len(real)} points of the {stage} split",
         }
-        return mode_statistics(rows, datamodule.modes, datamodule.sigma), protocol
+        scores = mode_statistics(rows, datamodule.modes, datamodule.sigma)
+        scores.update(w1=exact_wasserstein(rows, real, 1), w2=exact_wasserstein(rows, real, 2))
+        return scores, protocol
 
     # ------------------------------------------------------------------ checks and records
     def _check_same_extractor(self, trainer: pl.Trainer) -> None:
@@ -325,7 +379,9 @@ class SampleQuality(pl.Callback):
 
     def score_names(self, datamodule: GenerativeDataModule) -> list[str]:
         """The scores this callback logs for ``datamodule`` (without the ``val/``/``test/`` prefix)."""
-        return list(MODE_SCORES) if datamodule.kind == "points" else Scorer.names(self.options)
+        if datamodule.kind == "points":
+            return [*MODE_SCORES, *POINT_DISTANCES]
+        return Scorer.names(self.options, getattr(datamodule, "image_size", None))
 
     def _check_checkpoint_monitor(self, trainer: pl.Trainer, datamodule: GenerativeDataModule) -> None:
         """A checkpoint monitoring one of these scores must look only at epochs that have it."""
@@ -340,6 +396,15 @@ class SampleQuality(pl.Callback):
                     f"the checkpoint monitor {monitor} is scored every metrics.every_n_epochs={self.every_n_epochs} "
                     f"epochs, but checkpoints are considered every {every}: set "
                     f"callbacks.model_checkpoint.every_n_epochs={self.every_n_epochs}."
+                )
+        for callback in trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(callback, EarlyStopping) and monitor in {f"val/{name}" for name in names}:
+                # Lightning's EarlyStopping checks after every validation and fails where the score is missing.
+                raise UserError(
+                    f"early stopping on {monitor} needs it at every validation, but it is scored every "
+                    f"metrics.every_n_epochs={self.every_n_epochs} epochs: set metrics.every_n_epochs=1 "
+                    "(or trainer.check_val_every_n_epoch to space validations instead)."
                 )
 
     def _log_protocol(self, trainer: pl.Trainer, stage: str, protocol: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from src.data.base import GenerativeDataModule
+from src.metrics.detection import TEST_FRACTION, DetectionClassifier, detection_auc
 from src.metrics.features import FeatureSet, RealFeatureCache, extract_features
 from src.metrics.fidelity import (
     fid_statistics,
@@ -33,6 +34,15 @@ from src.metrics.fidelity import (
 )
 from src.metrics.memorization import TrainReference, authenticity, mifid, nearest_neighbour_distances
 from src.metrics.robust import OUTLIER_QUANTILE, outlier_ball_share, probabilistic_precision_recall
+from src.metrics.wasserstein import (
+    PATCH,
+    PIXEL_SWD_SCALE,
+    PyramidDescriptors,
+    pixel_swd,
+    pyramid_descriptors,
+    pyramid_sizes,
+    sliced_wasserstein,
+)
 from src.utils.errors import UserError
 from src.utils.images import to_uint8
 from src.utils.logging import get_logger
@@ -70,6 +80,13 @@ class ScoreOptions:
     dc_k: int = 5
     n_train_reference: int = 10_000
     mifid_eps: float = 0.1
+    swd: bool = True
+    swd_projections: int = 128
+    swd_pixel: bool = True
+    swd_pixel_patches: int = 8
+    detection: bool = True
+    detection_classifier: DetectionClassifier = "logistic"
+    confidence_threshold: float = 0.9
     seed: int = 0
 
     @property
@@ -81,6 +98,7 @@ class ScoreOptions:
         return max(2, self.pr_k + 1 if self.prdc else 2, self.isc_splits if self.isc else 2)
 
     def min_real(self) -> int:
+        # (Two samples of each set also give the detection test one per class in each half.)
         return max(2, max(self.pr_k, self.dc_k) + 1 if self.prdc else 2)
 
 
@@ -91,6 +109,7 @@ class RealSide:
     features: FeatureSet
     fid_stats: dict[str, Any]
     radii: dict[int, Tensor] | None
+    patches: PyramidDescriptors | None = None
 
 
 def chunk_seed(seed: int, index: int) -> int:
@@ -144,7 +163,13 @@ class Scorer:
             radii = None
             if self.options.prdc:
                 radii = knn_radii(features.features, (self.options.pr_k, self.options.dc_k))
-            self._real[key] = RealSide(features, fid_statistics(features.features), radii)
+            patches = None
+            if self.pixel_swd_enabled(datamodule):
+                images = datamodule.split(split)[0]
+                patches = pyramid_descriptors(
+                    images, self.options.swd_pixel_patches, self._patch_seed("real")
+                )
+            self._real[key] = RealSide(features, fid_statistics(features.features), radii, patches)
         return self._real[key]
 
     def train_reference(self, datamodule: GenerativeDataModule) -> TrainReference:
@@ -161,14 +186,34 @@ class Scorer:
             self._train[fingerprint] = TrainReference.from_features(features.features)
         return self._train[fingerprint]
 
+    def pixel_swd_enabled(self, datamodule: GenerativeDataModule) -> bool:
+        """Pixel SWD needs images with at least one pyramid level (>= 14 px)."""
+        size = getattr(datamodule, "image_size", None)
+        return self.options.swd_pixel and bool(size) and bool(pyramid_sizes(int(size)))
+
+    def _patch_seed(self, side: str) -> int:
+        # Real and generated patch positions come from their own streams of the evaluation seed
+        # (three entropy words: never a chunk's seed).
+        stream = {"real": 0, "fake": 1}[side]
+        return int(np.random.SeedSequence([int(self.options.seed), PATCH, stream]).generate_state(1)[0])
+
     # ------------------------------------------------------------------ fake side
     def features(self, images: Tensor) -> FeatureSet:
         """Features of ``uint8`` images, on the extractor's device."""
         return extract_features(self.extractor, images, self.batch_size, to_cpu=False)
 
     # ------------------------------------------------------------------ scores
-    def score(self, fake: FeatureSet, datamodule: GenerativeDataModule, split: str) -> dict[str, float]:
-        """Every enabled score of ``fake`` against ``split`` (FID always)."""
+    def score(
+        self,
+        fake: FeatureSet,
+        datamodule: GenerativeDataModule,
+        split: str,
+        images: Tensor | None = None,
+    ) -> dict[str, float]:
+        """Every enabled score of ``fake`` against ``split`` (FID always).
+
+        ``images``: the generated ``uint8`` images behind ``fake``, for the pixel SWD (skipped without).
+        """
         opts = self.options
         fake = FeatureSet(fake.features.cpu(), None if fake.logits is None else fake.logits.cpu())
         if len(fake) < opts.min_fake():
@@ -183,6 +228,8 @@ class Scorer:
             )
         if opts.isc and fake.logits is not None:
             scores["is"], scores["is_std"] = inception_score(fake.logits, opts.isc_splits, opts.seed)
+            confidence = torch.softmax(fake.logits.double(), dim=1).amax(dim=1)
+            scores["confident_frac"] = float((confidence >= opts.confidence_threshold).double().mean())
         if opts.prdc:
             scores.update(
                 precision_recall_density_coverage(
@@ -192,6 +239,17 @@ class Scorer:
             scores.update(probabilistic_precision_recall(fake.features, real.features.features))
             scores["precision_outlier_share"] = outlier_ball_share(
                 fake.features, real.features.features, real.radii[opts.pr_k]
+            )
+        if opts.swd:
+            scores["swd"] = sliced_wasserstein(
+                fake.features, real.features.features, opts.swd_projections, opts.seed, p=2
+            )
+        if real.patches is not None and images is not None:
+            fake_patches = pyramid_descriptors(images, opts.swd_pixel_patches, self._patch_seed("fake"))
+            scores.update(pixel_swd(fake_patches, real.patches, opts.swd_projections, opts.seed))
+        if opts.detection:
+            scores["detection_auc"] = detection_auc(
+                fake.features, real.features.features, opts.seed, opts.detection_classifier
             )
         if opts.uses_train:
             train = self.train_reference(datamodule)
@@ -226,7 +284,7 @@ class Scorer:
             "seed": opts.seed,
             **generation,
             "fake_pixels": "uint8, round(255 x)",
-            "scores": self.score_names(),
+            "scores": self.score_names(getattr(datamodule, "image_size", None)),
         }
         if opts.kid:
             protocol.update(
@@ -234,6 +292,25 @@ class Scorer:
             )
         if opts.isc:
             protocol["is_splits"] = min(opts.isc_splits, n_fake)
+            protocol["confidence_threshold"] = opts.confidence_threshold
+        if opts.swd:
+            protocol.update(swd_projections=opts.swd_projections, swd_p=2, swd_seed=opts.seed)
+        if self.pixel_swd_enabled(datamodule):
+            protocol["swd_pixel"] = {
+                "levels": pyramid_sizes(int(datamodule.image_size)),
+                "patch": PATCH,
+                "patches_per_image": opts.swd_pixel_patches,
+                "projections": opts.swd_projections,
+                "p": 1,
+                "scale": PIXEL_SWD_SCALE,
+            }
+        if opts.detection:
+            protocol["detection"] = {
+                "classifier": opts.detection_classifier,
+                "n_per_class": min(n_fake, n_real),
+                "test_fraction": TEST_FRACTION,
+                "seed": opts.seed,
+            }
         if opts.prdc:
             protocol.update(
                 pr_k=opts.pr_k, dc_k=opts.dc_k, p_pr_a=1.2, p_pr_k=4, outlier_quantile=OUTLIER_QUANTILE
@@ -274,15 +351,16 @@ class Scorer:
             )
         return found
 
-    def score_names(self) -> list[str]:
+    def score_names(self, image_size: int | None = None) -> list[str]:
         """The names :meth:`score` returns, in order."""
-        return self.names(self.options)
+        return self.names(self.options, image_size)
 
     @staticmethod
-    def names(opts: ScoreOptions) -> list[str]:
+    def names(opts: ScoreOptions, image_size: int | None = None) -> list[str]:
+        """The scores for these options; the pixel SWD's only with the image size (its levels)."""
         names = ["fid"]
         names += ["kid", "kid_std"] if opts.kid else []
-        names += ["is", "is_std"] if opts.isc else []
+        names += ["is", "is_std", "confident_frac"] if opts.isc else []
         names += (
             [
                 "precision",
@@ -296,6 +374,10 @@ class Scorer:
             if opts.prdc
             else []
         )
+        names += ["swd"] if opts.swd else []
+        sizes = pyramid_sizes(image_size) if opts.swd_pixel and image_size else []
+        names += ["swd_pixel", *(f"swd_pixel_{size}" for size in sizes)] if sizes else []
+        names += ["detection_auc"] if opts.detection else []
         names += ["authenticity", "nn_train", "nn_heldout"] if opts.authenticity else []
         names += ["mifid"] if opts.mifid else []
         return names
@@ -345,19 +427,21 @@ def score_samples(
         scorer = Scorer(extractor, options, cache_dir, batch_size)
     generation: dict[str, Any] = {}
     if callable(fake) and not isinstance(fake, Tensor):
-        parts = [
-            scorer.features(to_uint8(sample_chunk(fake, i, size, scorer.options.seed, device)))
+        chunks = [
+            to_uint8(sample_chunk(fake, i, size, scorer.options.seed, device))
             for i, size in enumerate(chunk_sizes(n_fake, chunk_size))
         ]
+        parts = [scorer.features(chunk) for chunk in chunks]
         features = FeatureSet(
             torch.cat([p.features for p in parts]),
             torch.cat([p.logits for p in parts]) if parts and parts[0].logits is not None else None,
         )
+        images = torch.cat(chunks).cpu()
         generation = {"chunk_size": chunk_size, "chunk_seeds": "SeedSequence([seed, chunk index])"}
     else:
         images = fake if fake.dtype == torch.uint8 else to_uint8(fake)
         features = scorer.features(images)
-    scores = scorer.score(features, datamodule, split)
+    scores = scorer.score(features, datamodule, split, images=images.cpu())
     protocol = scorer.protocol(datamodule, split, len(features), scores, **generation)
     for warning in protocol["warnings"]:
         log.warning(f"{split} scores: {warning}")

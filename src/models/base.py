@@ -31,8 +31,10 @@ class GenerativeModule(pl.LightningModule):
             point data of dimension ``point_dim``).
         num_classes: classes in the data (0 = unlabelled).
         conditional: generate given a class label; needs labelled data.
-        monitor, monitor_mode: the metric that selects ``best.ckpt`` (and the default sweep
-            objective); ``monitor=None`` keeps the last checkpoint as the best.
+        monitor, monitor_mode: the score that selects ``best.ckpt``; ``monitor="auto"`` takes the first
+            of :attr:`monitor_candidates` that the run logs, ``None`` keeps the last checkpoint as the
+            best. ``monitor_mode=None`` follows the table of scores (``src/metrics/registry.py``);
+            the run assembly settles both before training (``src.runtime.build.resolve_monitors``).
         name: the model's config name, used in error messages.
     """
 
@@ -41,6 +43,8 @@ class GenerativeModule(pl.LightningModule):
     uses_ema: bool = False
     # The white-box membership-inference attack `membership_score` implements (src.metrics.membership).
     membership_attack: str | None = None
+    # What `monitor="auto"` picks: the first of these that the run logs.
+    monitor_candidates: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -50,7 +54,7 @@ class GenerativeModule(pl.LightningModule):
         num_classes: int,
         conditional: bool,
         monitor: str | None,
-        monitor_mode: Literal["min", "max"],
+        monitor_mode: Literal["min", "max"] | None,
         point_dim: int | None = None,
         name: str,
     ) -> None:

@@ -56,7 +56,8 @@ class GanModule(GenerativeModule):
     Training logs ``loss/d`` (the discriminator's whole objective, penalties included),
     ``loss/g`` (at generator updates) and each penalty term (``loss/gp``, ``loss/r1``); the
     training step returns them as detached scalars for the divergence guard. Evaluation steps log ``<stage>/d_real`` and ``<stage>/d_fake``, the mean critic output on
-    held-out real data and on generated samples; sample-quality scores (``val/fid``, ``val/rkl``)
+    held-out real data and on generated samples, and ``<stage>/d_acc``, the discriminator's accuracy
+    on them (:func:`discriminator_accuracy`); sample-quality scores (``val/fid``, ``val/rkl``)
     come from the ``metrics`` callback.
     """
 
@@ -71,6 +72,9 @@ class GanModule(GenerativeModule):
     # need it and `Hardware.prepare_model` switches it on for them only (VAEs keep False).
     needs_unused_parameter_search = True
     membership_attack = "discriminator"
+    # `monitor: auto`: sample quality when the metrics score images, the mode statistics on toy
+    # 2-D data, and with `metrics=none` the discriminator's held-out accuracy.
+    monitor_candidates = ("val/fid", "val/rkl", "val/d_acc")
 
     def __init__(
         self,
@@ -101,8 +105,8 @@ class GanModule(GenerativeModule):
         scheduler_g: SchedulerFactory | None = None,
         scheduler_d: SchedulerFactory | None = None,
         eval_seed: int = 0,
-        monitor: str | None = "val/fid",
-        monitor_mode: Literal["min", "max"] = "min",
+        monitor: str | None = "auto",
+        monitor_mode: Literal["min", "max"] | None = None,
         name: str = "gan",
     ) -> None:
         super().__init__(
@@ -303,11 +307,14 @@ class GanModule(GenerativeModule):
         # Fixed noise per batch: the same fakes at every validation and in `src.eval`.
         generator = torch.Generator(device=real.device).manual_seed(self.eval_seed + batch_idx)
         fake = self._generate(len(real), labels, generator)
-        self.log(f"{stage}/d_real", self.discriminator(real, labels).float().mean(), sync_dist=True)
-        self.log(f"{stage}/d_fake", self.discriminator(fake, labels).float().mean(), sync_dist=True)
+        real_out = self.discriminator(real, labels).float()
+        fake_out = self.discriminator(fake, labels).float()
+        self.log(f"{stage}/d_real", real_out.mean(), sync_dist=True)
+        self.log(f"{stage}/d_fake", fake_out.mean(), sync_dist=True)
+        self.log(f"{stage}/d_acc", discriminator_accuracy(real_out, fake_out, self.loss), sync_dist=True)
 
     def validation_scores(self) -> list[str]:
-        return ["d_real", "d_fake"]
+        return ["d_real", "d_fake", "d_acc"]
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("val", batch, batch_idx)
@@ -343,6 +350,20 @@ class GanModule(GenerativeModule):
         """The discriminator's logit (LOGAN, Hayes et al. 2019): an overfit critic scores its
         training images as more real than unseen ones."""
         return self.discriminator(x, y if self.num_classes else None).float()
+
+
+def discriminator_accuracy(real_out: Tensor, fake_out: Tensor, loss: GanLoss) -> Tensor:
+    """Share of held-out real and generated samples (equal counts) the critic puts on the right side.
+
+    The side is the loss's decision threshold (logit 0: D = 0.5 for the non-saturating loss, the
+    margin centre for hinge). A Wasserstein critic has none, so its threshold is the midpoint of
+    the batch's mean real and mean fake outputs (an optimistic choice, made on the scored batch).
+    0.5 means the discriminator cannot tell the samples from real images.
+    """
+    threshold = loss.decision_threshold
+    if threshold is None:
+        threshold = float(0.5 * (real_out.mean() + fake_out.mean()))
+    return 0.5 * ((real_out > threshold).float().mean() + (fake_out <= threshold).float().mean())
 
 
 def exponential_moving_average(module: nn.Module, decay: float) -> AveragedModel:

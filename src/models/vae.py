@@ -35,11 +35,18 @@ LOG_2PI = math.log(2 * math.pi)
 EVAL_SCORES = ("loss", "elbo", "recon", "kl")
 
 
+def gaussian_kl(mean: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mean, exp(logvar)) || N(0, I))`` per row, in closed form (float32 at least)."""
+    mean, logvar = mean.float(), logvar.float()
+    return 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
 class VaeModule(GenerativeModule):
     """Convolutional VAE sized from the data; ``conditional=true`` makes it a cVAE."""
 
     input_range = (0.0, 1.0)
     membership_attack = "elbo"
+    monitor_candidates = ("val/elbo",)
 
     def __init__(
         self,
@@ -60,8 +67,8 @@ class VaeModule(GenerativeModule):
         eval_seed: int = 0,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        monitor: str | None = "val/elbo",
-        monitor_mode: Literal["min", "max"] = "max",
+        monitor: str | None = "auto",
+        monitor_mode: Literal["min", "max"] | None = None,
         point_dim: PositiveInt | None = None,
         name: str = "vae",
     ) -> None:
@@ -160,8 +167,7 @@ class VaeModule(GenerativeModule):
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         logits = self.decode(mean + std * eps, y)
         log_px = self.log_likelihood(x, logits.float())
-        kl = 0.5 * (mean.float() ** 2 + logvar.float().exp() - 1.0 - logvar.float()).sum(dim=1)
-        return log_px, kl
+        return log_px, gaussian_kl(mean, logvar)
 
     def current_beta(self) -> float:
         if self.kl_warmup_steps == 0:

@@ -17,8 +17,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.callbacks import DivergenceGuard, ScoreHistory
 from src.data.base import GenerativeDataModule
 from src.hardware import Hardware
+from src.metrics import registry
 from src.models.base import CONFIG_KEY, GenerativeModule
 from src.models.checkpoint import read_checkpoint
 from src.privacy import DifferentialPrivacy
@@ -74,18 +76,23 @@ def build_datamodule(cfg: DictConfig) -> GenerativeDataModule:
     return datamodule
 
 
-def build_run_parts(cfg: DictConfig) -> tuple[Hardware, GenerativeDataModule, GenerativeModule]:
+def build_run_parts(
+    cfg: DictConfig, settle_monitors: bool = False
+) -> tuple[Hardware, GenerativeDataModule, GenerativeModule]:
     """Checks every group, then builds hardware, data and model; the data are located last.
 
     Order matters: model configs interpolate the data spec, and the data source (files,
     download, bundled) is resolved only once every config mistake has had its chance to stop
-    the run.
+    the run. ``settle_monitors`` (training) resolves ``model.monitor=auto`` and the monitors'
+    modes (:func:`resolve_monitors`).
     """
     check_config(cfg, ("hardware", "data", "trainer"))
     hardware = build_hardware(cfg)
     datamodule = build_datamodule(cfg)
     check_config(cfg, ("model", "callbacks", "logger", "metrics"))
     model = build_model(cfg, hardware)
+    if settle_monitors:
+        resolve_monitors(cfg, model, build_metrics(cfg, datamodule, hardware, prepare=False), datamodule)
     datamodule.prepare_data()
     return hardware, datamodule, model
 
@@ -120,21 +127,82 @@ def prepare_metrics(callbacks: list[Callback], datamodule: GenerativeDataModule,
             callback.prepare(datamodule, hardware.device())
 
 
-def check_monitor(
+def logged_scores(
     model: GenerativeModule, callbacks: list[Callback], datamodule: GenerativeDataModule
-) -> None:
-    """``model.monitor`` (which selects best.ckpt) must be a score that this run logs."""
-    if not model.monitor:
-        return
+) -> list[str]:
+    """The ``val/...`` scores this run logs: the model's own and the metrics callback's."""
     names = set(model.validation_scores())
     for callback in callbacks:
         if hasattr(callback, "score_names"):
             names.update(callback.score_names(datamodule))
-    logged = sorted(f"val/{name}" for name in names)
-    if model.monitor not in logged:
+    return sorted(f"val/{name}" for name in names)
+
+
+def resolve_monitors(
+    cfg: DictConfig, model: GenerativeModule, metrics: list[Callback], datamodule: GenerativeDataModule
+) -> None:
+    """Settles what best.ckpt (and early stopping) monitor, and which way, before callbacks are built.
+
+    ``model.monitor=auto`` becomes the first of the model's ``monitor_candidates`` that this run logs
+    (none: best.ckpt = last). Modes come from the table of scores (``src.metrics.registry``): a null
+    mode is filled in, a contradicting one is a :class:`UserError`. Every callback config with a
+    ``monitor`` key (``model_checkpoint``, ``early_stopping``) must monitor a logged score.
+    The settled values are written into ``cfg`` (callbacks interpolate ``${model.monitor}``) and
+    into the model and its stored run config (checkpoints carry them).
+    """
+    logged = logged_scores(model, metrics, datamodule)
+    monitor = cfg.model.get("monitor")
+    if monitor == "auto":
+        monitor = next((name for name in model.monitor_candidates if name in logged), None)
+        log.info(f"model.monitor=auto: best.ckpt selected by {monitor or 'the latest epoch'}")
+    mode = cfg.model.get("monitor_mode")
+    if monitor is not None:
+        _check_logged(monitor, logged, "model.monitor")
+        mode = registry.check_mode(monitor, mode, "model.monitor", "model.monitor_mode")
+    with open_dict(cfg):
+        cfg.model.monitor, cfg.model.monitor_mode = monitor, mode
+        for key, node in (cfg.get("callbacks") or {}).items():
+            if not isinstance(node, DictConfig) or "monitor" not in node:
+                continue
+            raw = OmegaConf.to_container(node, resolve=False).get("monitor")
+            purpose = "model.monitor" if raw == "${model.monitor}" else f"callbacks.{key}.monitor"
+            name = node.get("monitor")
+            if name is None:
+                node.mode = node.get("mode") or "min"  # unused without a monitor; Lightning wants one
+                continue
+            _check_logged(name, logged, purpose)
+            node.mode = registry.check_mode(name, node.get("mode"), purpose, f"callbacks.{key}.mode")
+    model.monitor, model.monitor_mode = monitor, mode
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+
+
+def check_sweep_direction(cfg: DictConfig) -> None:
+    """A search's direction must agree with the table for ``optimized_metric`` (a job of a sweep
+    whose direction was set by hand against the table stops before any work)."""
+    metric = cfg.get("optimized_metric")
+    if not metric:
+        return
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    sweeper = HydraConfig.get().get("sweeper") or {}
+    given = sweeper.get("direction") if isinstance(sweeper, DictConfig) else None
+    if not isinstance(given, str):
+        return  # multi-objective lists and sweepers without a direction
+    derived = registry.direction(metric, "optimized_metric")
+    if given != derived:
         raise UserError(
-            f"model.monitor={model.monitor} is not logged in this run (logged: {', '.join(logged) or 'nothing'}): "
-            "set model.monitor to one of them, model.monitor=null (best.ckpt = last), or enable the metrics that log it."
+            f"hydra.sweeper.direction={given} contradicts optimized_metric={metric} (the table of scores says "
+            f"{derived}): remove the override (the hparams_search configs derive it) or set hydra.sweeper.direction={derived}."
+        )
+
+
+def _check_logged(name: str, logged: list[str], purpose: str) -> None:
+    if name not in logged:
+        raise UserError(
+            f"{purpose}={name} is not logged in this run (logged: {', '.join(logged) or 'nothing'}): "
+            f"set {purpose} to one of them, {purpose}=null, or enable the metrics that log it."
         )
 
 
@@ -192,6 +260,29 @@ def collect_protocol(trainer: pl.Trainer) -> dict[str, Any]:
     for callback in trainer.callbacks:
         protocol.update(getattr(callback, "protocol", None) or {})
     return protocol
+
+
+def collect_stability(trainer: pl.Trainer) -> tuple[dict[str, float], dict[str, Any]]:
+    """``spread/<score>`` for every score with a direction in the table (its standard deviation
+    over the last k evaluations, from :class:`ScoreHistory`) and ``divergence_events`` (from the
+    :class:`DivergenceGuard`), with their protocol."""
+    scores: dict[str, float] = {}
+    protocol: dict[str, Any] = {}
+    for callback in trainer.callbacks:
+        if isinstance(callback, ScoreHistory):
+            counts = callback.evaluations()
+            for name, spread in callback.spreads().items():
+                row = registry.lookup(name)
+                if row is not None and row.higher_is_better is not None:
+                    scores[f"spread/{name}"] = spread
+            protocol.update(
+                spread="sample standard deviation over the last k evaluations",
+                last_k=callback.last_k,
+                evaluations=max(counts.values(), default=0),
+            )
+        if isinstance(callback, DivergenceGuard):
+            scores["divergence_events"] = callback.events
+    return scores, protocol
 
 
 @dataclass

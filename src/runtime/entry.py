@@ -18,14 +18,50 @@ from typing import Any
 import hydra
 from hydra._internal import utils as hydra_internal_utils
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from src.metrics import registry
 from src.runtime.run import TaskResult, report_error, run_task
+from src.utils.errors import UserError
 from src.utils.logging import quiet_library_noise
 from src.utils.paths import CONFIG_DIR as _CONFIG_DIR
 
 CONFIG_DIR = str(_CONFIG_DIR)
+
+
+def register_resolvers() -> None:
+    """Config resolvers that read the table of scores (``src.metrics.registry``).
+
+    ``${score.direction:${optimized_metric}}`` is Optuna's ``minimize``/``maximize`` for a score
+    (the ``hparams_search`` configs' ``direction``), ``${score.worst:...}`` the objective penalty of
+    a failed trial (+1e9 or -1e9), ``${score.mode:<name>}`` Lightning's ``min``/``max`` and
+    ``${score.monitor_mode:<monitor>,<given mode>}`` that of a monitoring callback.
+    """
+    OmegaConf.register_new_resolver(
+        "score.direction", lambda name: registry.direction(name, "optimized_metric"), replace=True
+    )
+    OmegaConf.register_new_resolver("score.mode", lambda name: registry.mode(name, "monitor"), replace=True)
+    OmegaConf.register_new_resolver("score.worst", _worst, replace=True)
+    OmegaConf.register_new_resolver("score.monitor_mode", _monitor_mode, replace=True)
+
+
+def _monitor_mode(monitor: str | None, given: str | None = None) -> str:
+    """A monitoring callback's ``mode``: the given one, else the table's. ``min`` stands in while
+    the monitor is still ``auto`` (or null, where Lightning ignores it); the run assembly settles
+    and checks both before any callback is built (``src.runtime.build.resolve_monitors``)."""
+    if given is not None:
+        return given
+    row = registry.lookup(monitor) if monitor and monitor != "auto" else None
+    return (row.mode if row is not None else None) or "min"
+
+
+def _worst(name: str) -> float:
+    """What a failed trial returns to a search over ``name``: worse than any real value."""
+    return 1.0e9 if registry.direction(name, "optimized_metric") == "minimize" else -1.0e9
+
+
+register_resolvers()
 
 
 def hydra_task(config_name: str) -> Callable[[Callable[[DictConfig], TaskResult]], Callable[[], Any]]:
@@ -57,7 +93,9 @@ def _run_and_report(original: Callable[[Any], Any], func: Callable[[], Any]) -> 
     except (HydraException, OmegaConfBaseException) as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        report_error(hydra_error_message(exc))
+        # A resolver's own mistake report (e.g. an optimized_metric outside the table of scores).
+        cause = _user_error_cause(exc)
+        report_error(str(cause) if cause is not None else hydra_error_message(exc))
         sys.exit(2)
     except Exception as exc:
         if os.environ.get("HYDRA_FULL_ERROR") != "1" and _no_slurm_here(exc):
@@ -74,6 +112,17 @@ def _run_and_report(original: Callable[[Any], Any], func: Callable[[], Any]) -> 
             raise error
 
         return original(reraise)
+
+
+def _user_error_cause(exc: BaseException) -> UserError | None:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, UserError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def hydra_error_message(exc: BaseException) -> str:

@@ -15,11 +15,12 @@ from torch import Tensor, nn
 
 from src.models.networks.conv import ConvDecoder, ConvEncoder
 from src.models.networks.layers import Norm, ProjectionHead
-from src.models.networks.mlp import MlpDiscriminator, MlpGenerator
+from src.models.networks.mlp import MlpDiscriminator, MlpGenerator, MlpImageDiscriminator, MlpImageGenerator
 from src.models.networks.resnet import ResNetDiscriminator, ResNetGenerator
 
-# Image architectures; point data always get MLPs (``mlp_width``, ``mlp_depth``).
-GanArch = Literal["dcgan", "resnet"]
+# Image architectures; point data always get MLPs (``mlp_width``, ``mlp_depth``). ``mlp`` on images:
+# fully-connected networks of doubling (G) / halving (D) width from ``mlp_width`` over ``mlp_depth`` layers.
+GanArch = Literal["dcgan", "resnet", "mlp"]
 
 
 class DcganGenerator(nn.Module):
@@ -93,6 +94,15 @@ def build_gan_networks(spec: GanNetworkSpec) -> tuple[nn.Module, nn.Module]:
             MlpDiscriminator(s.point_dim, s.mlp_width, s.mlp_depth, s.d_norm, s.spectral_norm),
         )
     assert s.channels is not None
+    if s.arch == "mlp":
+        return (
+            MlpImageGenerator(
+                s.latent_dim, s.channels, s.image_size, s.mlp_width, s.mlp_depth, s.g_norm, s.num_classes
+            ),
+            MlpImageDiscriminator(
+                s.channels, s.image_size, s.mlp_width, s.mlp_depth, s.d_norm, s.spectral_norm, s.num_classes
+            ),
+        )
     if s.arch == "resnet":
         return (
             ResNetGenerator(
