@@ -41,9 +41,10 @@ def export_trained_model(
         "data": datamodule.describe(),
         "config": OmegaConf.to_container(run_cfg, resolve=True),
     }
-    pseudo_labeler = None
+    pseudo_labeler = class_probabilities = None
     if extractor is not None and not model.num_classes and getattr(extractor, "has_class_logits", False):
         pseudo_labeler = lambda images: extractor.classify(images).argmax(1)  # noqa: E731
+        class_probabilities = lambda images: extractor.classify(images).softmax(1)  # noqa: E731
         provenance["pseudo_labeler"] = extractor.describe()
     scorer = None
     if extractor is not None:
@@ -57,6 +58,9 @@ def export_trained_model(
         provenance=provenance,
         pseudo_labeler=pseudo_labeler,
         scorer=scorer,
+        train_split=datamodule.split("train") if options.fill is not None else None,
+        class_probabilities=class_probabilities,
+        min_scored=metrics.options.min_fake() if metrics is not None else 0,
     )
     log_dataset_artifact(loggers, out_dir, manifest, ckpt_path)
     return out_dir, manifest
