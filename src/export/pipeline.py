@@ -18,6 +18,17 @@ from src.metrics import Scorer, score_samples
 from src.models.base import GenerativeModule
 
 
+def export_provenance(
+    datamodule: GenerativeDataModule, run_cfg: DictConfig, ckpt_path: str | Path
+) -> dict[str, Any]:
+    """Where an export comes from: the checkpoint (path, sha256), the data (subset included), the config."""
+    return {
+        "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": file_sha256(ckpt_path)},
+        "data": datamodule.describe(),
+        "config": OmegaConf.to_container(run_cfg, resolve=True),
+    }
+
+
 def export_trained_model(
     model: GenerativeModule,
     datamodule: GenerativeDataModule,
@@ -36,11 +47,7 @@ def export_trained_model(
     """
     datamodule.setup()
     extractor = getattr(metrics, "extractor", None)
-    provenance: dict[str, Any] = {
-        "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": file_sha256(ckpt_path)},
-        "data": datamodule.describe(),
-        "config": OmegaConf.to_container(run_cfg, resolve=True),
-    }
+    provenance = export_provenance(datamodule, run_cfg, ckpt_path)
     pseudo_labeler = class_probabilities = None
     if extractor is not None and not model.num_classes and getattr(extractor, "has_class_logits", False):
         pseudo_labeler = lambda images: extractor.classify(images).argmax(1)  # noqa: E731
