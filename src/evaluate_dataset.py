@@ -58,6 +58,8 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
     )
     augmentation = OmegaConf.to_container(cfg.augmentation, resolve=True)
     check_callable_args(augmentation_options, augmentation, path="augmentation")
+    if augmentation["enabled"] and not augmentation["seeds"]:
+        raise UserError("augmentation.seeds=[] trains nothing: give seeds, e.g. augmentation.seeds=[0,1,2].")
     check_config(cfg, ("hardware", "data", "logger"))
     root = Path(cfg.synthetic).expanduser()
     exported = read_export(root)
@@ -138,17 +140,6 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
     )
 
 
-def apply_export_subset(cfg: DictConfig, manifest: dict[str, Any]) -> None:
-    """The real split is the one the export was made from: its ``data.subset``, unless the command sets one."""
-    subset = (manifest.get("data") or {}).get("subset")
-    own = cfg.data.get("subset")
-    if not subset or (own and any(value is not None for value in own.values())):
-        return
-    with open_dict(cfg):
-        cfg.data.subset = subset
-    log.info(f"data.subset={subset} from the export's manifest (the split its model was trained on)")
-
-
 def flat_report(report: dict[str, Any]) -> dict[str, float]:
     utility = report["utility"]
     metrics = {
@@ -188,6 +179,23 @@ def write_report(root: Path, report: dict[str, Any]) -> tuple[Path, Path]:
                       f"sha256 `{str(report['score_protocol'].get('extractor_sha256'))[:12]}`."]  # fmt: skip
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def apply_export_subset(cfg: DictConfig, manifest: dict[str, Any]) -> None:
+    """The real split is the one the export was made from: its ``data.subset``, unless the command sets one.
+
+    The training run's ``data.batch_size`` comes along: it fitted that (possibly tiny) split.
+    """
+    subset = (manifest.get("data") or {}).get("subset")
+    own = cfg.data.get("subset")
+    if not subset or (own and any(value is not None for value in own.values())):
+        return
+    trained_batch = ((manifest.get("config") or {}).get("data") or {}).get("batch_size")
+    with open_dict(cfg):
+        cfg.data.subset = subset
+        if trained_batch:
+            cfg.data.batch_size = min(int(cfg.data.batch_size), int(trained_batch))
+    log.info(f"data.subset={subset} from the export's manifest (the split its model was trained on)")
 
 
 main = hydra_task("evaluate_dataset")(evaluate_dataset)

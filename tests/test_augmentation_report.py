@@ -120,3 +120,21 @@ def test_evaluate_dataset_writes_the_augmentation_report(make_cfg, trained_check
     assert "3 - three*" in markdown and "NAS" in markdown
     assert Path(f"{out}.augmentation.png").stat().st_size > 1000
     assert result.metrics["augmentation/real/accuracy"] == arms["real"]["accuracy"]["mean"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["augmentation.seeds=[]"], ["augmentation.seeds=[]"]),
+        (["augmentation.ratios=[-1]"], ["augmentation.ratios"]),
+        (["augmentation.classic=maybe"], ["augmentation.classic"]),
+    ],
+)
+def test_augmentation_option_errors(args, fragments, tmp_path, capsys, data_root) -> None:
+    from src.evaluate_dataset import main as evaluate_main
+    from tests.test_errors import assert_one_error_line, run_main
+
+    argv = [f"synthetic={tmp_path / 'missing'}", "augmentation.enabled=true", *args]
+    code, err = run_main(evaluate_main, argv, tmp_path, capsys, data_root)
+    assert code == 2
+    assert_one_error_line(code, err, *fragments)

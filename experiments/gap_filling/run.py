@@ -43,6 +43,12 @@ RARE = {3: 20, 5: 20, 8: 20}
 SMALL = (10, 50)
 MASKS = {"center": ["mask=center", "mask_size=14"], "pixels": ["mask=pixels", "mask_fraction=0.5"]}
 TRAIN = ["data=mnist", "seed=12345", "trainer.enable_progress_bar=false", "logger=csv"]
+# As experiments/synthetic_mnist: val/fid every 5 epochs picks best.ckpt ((a) and (c)).
+EVERY_5 = [
+    "metrics.every_n_epochs=5",
+    "callbacks.model_checkpoint.every_n_epochs=5",
+    "callbacks.samples.every_n_epochs=5",
+]
 
 FULL = {
     "epochs": 30,
@@ -51,6 +57,7 @@ FULL = {
     "ratios": [0.5, 1, 2, 4],
     "classifier_epochs": 10,
     "inpaint": [],
+    "every": EVERY_5,
 }
 SMOKE = {
     "epochs": 1,
@@ -59,6 +66,7 @@ SMOKE = {
     "ratios": [0.5, 1],
     "classifier_epochs": 1,
     "inpaint": ["n=24", "steps=3"],
+    "every": [],
     "train": [
         "trainer.limit_train_batches=3",
         "trainer.limit_val_batches=1",
@@ -144,7 +152,11 @@ def part_a(study: Study) -> dict[str, Any]:
     subset = "data.subset.per_class={" + ",".join(f"{k}:{v}" for k, v in RARE.items()) + "}"
     out = {"subset": subset, "models": {}}
     for name, overrides in CONDITIONAL.items():
-        epochs = [f"trainer.max_epochs={study.budget['epochs']}", "data.batch_size=64"]
+        epochs = [
+            f"trainer.max_epochs={study.budget['epochs']}",
+            "data.batch_size=64",
+            *study.budget["every"],
+        ]
         ckpt, metrics = study.train(f"a/{name}", overrides, [subset, *epochs])
         counts = metrics["data"]["train_class_counts"]
         out["models"][name] = {
