@@ -46,7 +46,9 @@ def evaluate_dataset_options(
     """The options of ``conf/evaluate_dataset.yaml``."""
 
 
-def augmentation_options(enabled: bool, seeds: list[int], ratios: list[PositiveFloat], classic: bool) -> None:
+def augmentation_options(
+    enabled: bool, seeds: list[int], ratios: list[PositiveFloat], classic: bool, min_steps: PositiveInt
+) -> None:
     """The ``augmentation`` options of ``conf/evaluate_dataset.yaml``."""
 
 
@@ -116,6 +118,7 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
             ratios=augmentation["ratios"],
             classic=augmentation["classic"],
             device=hardware.device(),
+            min_steps=augmentation["min_steps"],
         )
         augmented["data"] = datamodule.describe()
         paths = write_augmentation_report(root, augmented)

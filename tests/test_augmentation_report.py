@@ -59,6 +59,7 @@ def test_model_selection_never_sees_the_test_labels(mnist_files, monkeypatch) ->
         seeds=[0],
         ratios=[1.0],
         classic=False,
+        min_steps=4,
     )
     first = augmentation_report(test=(x_test, y_test), **kwargs)
     shuffled = y_test[torch.randperm(len(y_test), generator=torch.Generator().manual_seed(0))]
@@ -94,6 +95,7 @@ def test_evaluate_dataset_writes_the_augmentation_report(make_cfg, trained_check
             "augmentation.enabled=true",
             "augmentation.seeds=[0,1,2]",
             "augmentation.ratios=[0.5,1]",
+            "augmentation.min_steps=3",
             "data.subset.per_class={3:4}",
         ],
     )
@@ -120,6 +122,7 @@ def test_evaluate_dataset_writes_the_augmentation_report(make_cfg, trained_check
     assert "3 - three*" in markdown and "NAS" in markdown
     assert Path(f"{out}.augmentation.png").stat().st_size > 1000
     assert result.metrics["augmentation/real/accuracy"] == arms["real"]["accuracy"]["mean"]
+    assert report["classifier"]["steps"] == 3  # the same budget for every arm
 
 
 @pytest.mark.parametrize(

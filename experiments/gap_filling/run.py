@@ -56,6 +56,7 @@ FULL = {
     "seeds": [0, 1, 2],
     "ratios": [0.5, 1, 2, 4],
     "classifier_epochs": 10,
+    "min_steps": 200,
     "inpaint": [],
     "every": EVERY_5,
 }
@@ -65,6 +66,7 @@ SMOKE = {
     "seeds": [0],
     "ratios": [0.5, 1],
     "classifier_epochs": 1,
+    "min_steps": 5,
     "inpaint": ["n=24", "steps=3"],
     "every": [],
     "train": [
@@ -142,6 +144,7 @@ class Study:
             f"augmentation.seeds=[{','.join(map(str, self.budget['seeds']))}]",
             f"augmentation.ratios=[{','.join(map(str, self.budget['ratios']))}]",
             f"classifier.epochs={self.budget['classifier_epochs']}",
+            f"augmentation.min_steps={self.budget['min_steps']}",
         ]
         self.run("src.evaluate_dataset", args, self.log_dir / name / "report")
         report = json.loads(Path(f"{pool}.augmentation.json").read_text())
@@ -270,7 +273,12 @@ def section_a(result: dict[str, Any] | None) -> str:
             bal_ok = fill["balanced_accuracy"]["mean"] >= real["balanced_accuracy"]["mean"] + 0.02 and (
                 classic is None or fill["balanced_accuracy"]["mean"] >= classic["balanced_accuracy"]["mean"]
             )
-        text += f"### {name}\n\nReal training images per class: {report['real_class_counts']}; fill export sources: {entry['fill_export']}.\n\n"
+        fill_export = entry["fill_export"] or {}
+        text += (
+            f"### {name}\n\nReal training images per class: {report['real_class_counts']}. The `fill=balance` export "
+            f"holds {fill_export.get('real', {}).get('n')} real + {fill_export.get('synthetic', {}).get('n')} synthetic "
+            f"images (synthetic per class: {fill_export.get('synthetic', {}).get('per_class')}).\n\n"
+        )
         text += _arms_table(report) + "\n"
         text += (
             f"Targets: rare-class recall of real + fill >= real only + 10 points: **{_status(recall_ok)}**; "
@@ -356,9 +364,11 @@ def section_c(result: dict[str, Any] | None) -> str:
 def readme(results: dict[str, Any]) -> str:
     parts = results.get("parts", {})
     timing = "; ".join(
-        f"({k}) {v['wall_seconds'] / 60:.1f} min on {v['machine']}, {v['threads']} thread(s)"
+        f"({k}) {v['wall_seconds'] / 60:.1f} min, every command with {v['threads']} thread(s)"
+        + (" (SMOKE budgets: the numbers only show that the pipeline runs)" if v["smoke"] else "")
         for k, v in parts.items()
     )
+    machine = next((v["machine"] for v in parts.values()), "")
     return f"""# Gap filling: rare classes, small data, missing pixels
 
 Reproduce, one command per part (each rewrites this file from `results.json`):
@@ -376,7 +386,7 @@ Models train with seed 12345; (a) and (b) use the conditional models of `experim
 domain classifier, {FULL["classifier_epochs"]} epochs, epoch chosen on the val split, seeds {FULL["seeds"]}, mean ± std);
 NAS is the Naive Augmentation Score (Ravuri & Vinyals 2019), accuracy minus real-only accuracy.
 
-Measured: {timing or "nothing yet"}.
+Measured: {timing or "nothing yet"}{f". Machine: {machine} (the study process)" if machine else ""}.
 
 {section_a(parts.get("a", {}).get("result"))}
 {section_b(parts.get("b", {}).get("result"))}

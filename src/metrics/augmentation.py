@@ -12,7 +12,7 @@ with several seeds on each arm and tested on the real test split:
   elastic deformation, parameters drawn per group of images, see ``GROUP``);
 * ``real+classic+synthetic``: both (with the fill on a skewed split, else ``x1``).
 
-Every arm reports accuracy, balanced accuracy (mean per-class recall) and per-class recall, as
+Every arm trains for the same number of optimizer steps (``training_steps``). Every arm reports accuracy, balanced accuracy (mean per-class recall) and per-class recall, as
 mean and standard deviation over seeds; classes with fewer than half the images of the largest
 class are *scarce* and their mean recall is reported too. The Naive Augmentation Score (Ravuri &
 Vinyals 2019) of an arm is its accuracy minus the real-only accuracy. Model selection (the epoch
@@ -47,6 +47,10 @@ log = get_logger(__name__)
 # classifier's training time; affine parameters are cheap and drawn per 8 images.
 GROUP = {"affine": 8, "elastic": 32}
 SCARCE_BELOW = 0.5  # a class is scarce below this fraction of the largest class's count
+# Every arm trains for the same number of optimizer steps: the recipe's epochs over the real split,
+# at least MIN_STEPS. With epochs instead, a larger training set would also mean more updates, and
+# a 100-image split (1 batch per epoch) would get 10 updates: the comparison would measure compute.
+MIN_STEPS = 200
 
 
 def classic_augmentation(size: int) -> Callable[[Tensor, torch.Generator], Tensor]:
@@ -63,6 +67,12 @@ def classic_augmentation(size: int) -> Callable[[Tensor, torch.Generator], Tenso
         return torch.cat([elastic(part) for part in x.split(GROUP["elastic"])])
 
     return augment
+
+
+def training_steps(n_real: int, recipe: TrainingRecipe, min_steps: int = MIN_STEPS) -> int:
+    """Optimizer steps of every arm: ``recipe.epochs`` passes over the real split, at least ``min_steps``."""
+    per_epoch = max(1, n_real // min(recipe.batch_size, n_real))
+    return max(min_steps, recipe.epochs * per_epoch)
 
 
 def scarce_classes(counts: Sequence[int]) -> list[int]:
@@ -159,6 +169,7 @@ def augmentation_report(
     ratios: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
     classic: bool = True,
     device: torch.device | str = "cpu",
+    min_steps: int = MIN_STEPS,
 ) -> dict[str, Any]:
     """Trains every arm with every seed; returns the report (see the module docstring)."""
     if num_classes < 2:
@@ -182,6 +193,7 @@ def augmentation_report(
     scarce = scarce_classes(counts)
     arms, skipped = plan_arms(real, synthetic, num_classes, ratios, classic)
     augment = classic_augmentation(int(real[0].shape[-1]))
+    steps = training_steps(len(real[0]), recipe, min_steps)
     y_test = test[1].cpu()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in arms}
     total, done, started = len(arms) * len(seeds), 0, time.perf_counter()
@@ -201,6 +213,7 @@ def augmentation_report(
                 device,
                 augment=augment if arm["classic"] else None,
                 val=val,
+                steps=steps,
             )
             predicted = classifier_predictions(network, test[0], device)
             runs[name].append(_scores(predicted, y_test, num_classes, scarce))
@@ -226,7 +239,13 @@ def augmentation_report(
         "n_synthetic": len(synthetic[0]),
         "n_test": len(y_test),
         "n_val": len(val[0]),
-        "classifier": {"arch": arch_name, "recipe": asdict(recipe), "selection": "best val accuracy epoch"},
+        "classifier": {
+            "arch": arch_name,
+            "recipe": asdict(recipe),
+            "steps": steps,
+            "min_steps": min_steps,
+            "selection": f"best val accuracy of {recipe.epochs} evenly spaced checks",
+        },
         "classic": {
             "transforms": "RandomAffine(10 deg, 8% shift, 0.9-1.1 scale, 8 deg shear) + ElasticTransform",
             "images_per_draw": GROUP,
@@ -286,8 +305,9 @@ def report_markdown(report: dict[str, Any], title: str) -> str:
     lines = [
         f"# {title}",
         "",
-        f"Classifier: {report['classifier']['arch']}, {report['classifier']['recipe']['epochs']} epochs, epoch chosen on "
-        f"the val split ({report['n_val']} images); tested on the real test split ({report['n_test']} images); "
+        f"Classifier: {report['classifier']['arch']}, {report['classifier']['steps']} optimizer steps per arm (the "
+        f"recipe's {report['classifier']['recipe']['epochs']} epochs over the real split, at least {report['classifier']['min_steps']}), weights "
+        f"chosen on the val split ({report['n_val']} images); tested on the real test split ({report['n_test']} images); "
         f"seeds {report['seeds']} (mean ± std). Real training images per class: {report['real_class_counts']}; "
         f"scarce classes (*, < {SCARCE_BELOW:.0%} of the largest): {sorted(scarce) or 'none'}. "
         "NAS: Naive Augmentation Score, accuracy minus real-only accuracy. Columns per class: recall.",
