@@ -212,7 +212,11 @@ def part_c(study: Study, out_dir: Path) -> dict[str, Any]:
             manifest = json.loads((target / "manifest.json").read_text())
             figure = out_dir / f"c_{name}_{mask}.png"
             shutil.copyfile(target.parent / f"{mask}.preview.png", figure)
-            out["models"][name]["masks"][mask] = {**manifest["inpainting"], "figure": figure.name}
+            out["models"][name]["masks"][mask] = {
+                **manifest["inpainting"],
+                "n": manifest["n"],
+                "figure": figure.name,
+            }
     return out
 
 
@@ -348,9 +352,10 @@ def section_c(result: dict[str, Any] | None) -> str:
         ],
         rows,
     )
+    n = next(iter(next(iter(result["models"].values()))["masks"].values())).get("n")
     return (
         head
-        + "Test split (500 images), masks seeded (seed 0). "
+        + f"Test split ({n} images), masks seeded (seed 0). "
         + "\n\n"
         + table
         + "\n"
