@@ -47,7 +47,9 @@ def evaluate(cfg: DictConfig) -> TaskResult:
     finally:
         finish_wandb_runs(trainer.loggers, failed=False)
     result = TaskResult(
-        metrics=flat_numbers(results[0] if results else {}), data_source=datamodule.data_source
+        metrics=flat_numbers(results[0] if results else {}),
+        data_source=datamodule.data_source,
+        extra={"data": datamodule.describe()},
     )
     result.protocol = {**collect_protocol(trainer), "tested_checkpoint": str(cfg.ckpt_path)}
     return result

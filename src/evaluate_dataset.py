@@ -4,7 +4,14 @@ Verifies the exported dataset, trains the framework's domain classifier on (a) t
 images, (b) as many real ones, (c) both, tests each on the real test split (Classification
 Accuracy Score), scores the set's fidelity and memorization against the real data, and writes
 ``<dir>.report.json`` and ``<dir>.report.md`` beside the dataset (and ``metrics.json`` in the run
-directory, and the figures to the logger).
+directory, and the figures to the logger). Only the export's synthetic images count as synthetic
+(a gap-filling export also holds real ones).
+
+``augmentation.enabled=true`` adds the augmentation report (:mod:`src.metrics.augmentation`):
+real / real + synthetic at several ratios / real + fill / synthetic / classic augmentation arms,
+several seeds, written to ``<dir>.augmentation.{json,md,png}``. The real training split is the
+one the export was made from: a ``data.subset`` recorded in its manifest applies unless the
+command sets its own.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from src.export.reader import read_export
 from src.logger import finish_wandb_runs
+from src.logger.images import log_figure
 from src.metrics import ScoreOptions, score_samples
+from src.metrics.augmentation import augmentation_report, flat_augmentation, write_augmentation_report
 from src.metrics.classifier_networks import ClassifierArch
 from src.metrics.classifier_training import TrainingRecipe
 from src.metrics.utility import classification_accuracy_score
@@ -28,7 +37,7 @@ from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
-from src.utils.types import PositiveInt
+from src.utils.types import PositiveFloat, PositiveInt
 
 log = get_logger(__name__)
 
@@ -51,9 +60,23 @@ class EvaluateDatasetOptions:
     scores: bool
 
 
+@dataclass
+class AugmentationOptions:
+    """``augmentation``: the augmentation report's arms (``conf/evaluate_dataset.yaml``)."""
+
+    enabled: bool
+    seeds: list[int]
+    ratios: list[PositiveFloat]
+    classic: bool
+    min_steps: PositiveInt
+
+
 def evaluate_dataset(cfg: DictConfig) -> TaskResult:
     task_options(EvaluateDatasetOptions, cfg)
     task_options(ClassifierOptions, cfg.classifier, path="classifier")
+    augmentation = task_options(AugmentationOptions, cfg.augmentation, path="augmentation")
+    if augmentation.enabled and not augmentation.seeds:
+        raise UserError("augmentation.seeds=[] trains nothing: give seeds, e.g. augmentation.seeds=[0,1,2].")
     check_config(cfg, ("hardware", "data", "logger"))
     root = Path(cfg.synthetic).expanduser()
     exported = read_export(root)
@@ -62,13 +85,19 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
             f"synthetic={root} has no labels (label_source={exported.manifest.get('label_source')}): the "
             "Classification Accuracy Score needs a conditional model's export or pseudo-labels."
         )
+    synthetic = exported.only("synthetic")
+    if len(synthetic[0]) == 0:
+        raise UserError(
+            f"synthetic={root} holds no synthetic images (nothing was missing to fill): nothing to judge."
+        )
+    apply_export_subset(cfg, exported.manifest)
     hardware = build_hardware(cfg)
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup()
     recipe = TrainingRecipe(epochs=cfg.classifier.epochs, seed=cfg.classifier.seed)
     utility = classification_accuracy_score(
-        (exported.images, exported.labels), datamodule, recipe, cfg.classifier.arch, hardware.device()
+        synthetic, datamodule, recipe, cfg.classifier.arch, hardware.device()
     )
     report: dict[str, Any] = {
         "synthetic": str(root.resolve()),
@@ -91,15 +120,43 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
     log.info(f"report: {md_path} and {json_path}")
 
     metrics = flat_report(report)
+    figures = {}
+    if augmentation.enabled:
+        augmented = augmentation_report(
+            datamodule.split("train"),
+            datamodule.split("val"),
+            datamodule.split("test"),
+            synthetic,
+            int(datamodule.num_classes or 0),
+            datamodule.class_names,
+            recipe,
+            cfg.classifier.arch,
+            seeds=augmentation.seeds,
+            ratios=augmentation.ratios,
+            classic=augmentation.classic,
+            device=hardware.device(),
+            min_steps=augmentation.min_steps,
+        )
+        augmented["data"] = datamodule.describe()
+        paths = write_augmentation_report(root, augmented)
+        log.info(f"augmentation report: {paths['md']}")
+        metrics.update(flat_augmentation(augmented))
+        figures["augmentation"] = paths["png"]
+
     loggers = build_collection(cfg.get("logger"))
     try:
         for logger in loggers:
             logger.log_hyperparams({"report": report})
             logger.log_metrics(metrics)
+        for key, path in figures.items():
+            log_figure(loggers, key, path)
     finally:
         finish_wandb_runs(loggers, failed=False)
     return TaskResult(
-        metrics=metrics, protocol=report.get("score_protocol", {}), data_source=datamodule.data_source
+        metrics=metrics,
+        protocol=report.get("score_protocol", {}),
+        data_source=datamodule.data_source,
+        extra={"data": datamodule.describe()},
     )
 
 
@@ -146,6 +203,23 @@ def write_report(root: Path, report: dict[str, Any]) -> tuple[Path, Path]:
                       f"sha256 `{str(report['score_protocol'].get('extractor_sha256'))[:12]}`."]  # fmt: skip
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def apply_export_subset(cfg: DictConfig, manifest: dict[str, Any]) -> None:
+    """The real split is the one the export was made from: its ``data.subset``, unless the command sets one.
+
+    The training run's ``data.batch_size`` comes along: it fitted that (possibly tiny) split.
+    """
+    subset = (manifest.get("data") or {}).get("subset")
+    own = cfg.data.get("subset")
+    if not subset or (own and any(value is not None for value in own.values())):
+        return
+    trained_batch = ((manifest.get("config") or {}).get("data") or {}).get("batch_size")
+    with open_dict(cfg):
+        cfg.data.subset = subset
+        if trained_batch:
+            cfg.data.batch_size = min(int(cfg.data.batch_size), int(trained_batch))
+    log.info(f"data.subset={subset} from the export's manifest (the split its model was trained on)")
 
 
 main = hydra_task("evaluate_dataset")(evaluate_dataset)

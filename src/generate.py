@@ -5,6 +5,8 @@ Loads the model from its checkpoint (EMA weights when it has them), generates ``
 classifier for unconditional ones), writes ImageFolder PNGs, ``metadata.csv``, ``data.npz``,
 ``manifest.json`` and ``SHA256SUMS`` atomically, and with ``logger=wandb`` logs the directory as a
 W&B dataset artifact. Verify it later with ``python -m src.verify_dataset <out_dir>``.
+``fill=balance`` (or ``fill=N``) fills the real training split up to a target per class instead
+and exports real + generated images (:mod:`src.export.fill`).
 """
 
 from __future__ import annotations
@@ -50,10 +52,14 @@ def generate(cfg: DictConfig) -> TaskResult:
     finally:
         finish_wandb_runs(loggers, failed)
     scores = {f"export/{name}": value for name, value in manifest.get("scores", {}).items()}
+    counts = {f"export/n_{source}": entry["n"] for source, entry in manifest.get("sources", {}).items()}
+    if "fill" in manifest:
+        counts["export/acceptance_rate"] = manifest["fill"]["acceptance_rate"]
     return TaskResult(
-        metrics={"export/n": options.n, **scores},
+        metrics={"export/n": manifest["n"], **counts, **scores},
         protocol={"export": manifest.get("score_protocol", {}), "out_dir": str(out_dir)},
         data_source=run.datamodule.data_source,
+        extra={"data": run.datamodule.describe()},
     )
 
 

@@ -103,10 +103,12 @@ def train(cfg: DictConfig) -> TaskResult:
     trainer = build_trainer(cfg, hardware, callbacks, build_collection(cfg.get("logger")), model)
     log_hyperparameters(trainer, cfg, model)
 
-    result = TaskResult(data_source=datamodule.data_source)
+    # The data description (subset and train class counts included) goes into metrics.json.
+    result = TaskResult(data_source=datamodule.data_source, extra={"data": datamodule.describe()})
     failed = True
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        result.extra["data"] = datamodule.describe()
         fit_metrics = dict(trainer.callback_metrics)
         test_metrics: dict[str, Any] = {}
         if cfg.get("test"):

@@ -67,7 +67,7 @@ def test_metadata_csv_and_manifest_provenance(make_cfg, trained_checkpoints, tmp
     out = tmp_path / "vae"
     export(make_cfg, trained_checkpoints["vae"], out, "format=png")
     rows = list(csv.DictReader((out / "metadata.csv").open()))
-    assert list(rows[0]) == ["file_name", "label"] and len(rows) == 60
+    assert list(rows[0]) == ["file_name", "label", "source"] and len(rows) == 60
     assert all((out / row["file_name"]).is_file() for row in rows)
     assert not (out / "data.npz").exists()
     manifest = json.loads((out / "manifest.json").read_text())

@@ -24,6 +24,7 @@ RANKS = {
     "metrics": 2,
     "privacy": 2,
     "export": 3,
+    "inpainting": 4,
     "runtime": 4,
 }
 ENTRY_RANK = 5

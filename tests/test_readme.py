@@ -153,6 +153,22 @@ def _seed_sweep(checkout: Path) -> Path:
     raise AssertionError("the seeded sweep of the README has not run")
 
 
+def _latest_run_with(checkout: Path, override: str) -> Path:
+    for run in sorted((checkout / "logs" / "train" / "runs").iterdir(), reverse=True):
+        overrides = run / ".hydra" / "overrides.yaml"
+        if overrides.is_file() and override in overrides.read_text():
+            return run
+    raise AssertionError(f"no README run with {override} has run yet")
+
+
+def _filled(checkout: Path, output: str) -> None:
+    manifest = json.loads((checkout / "filled" / "mnist_rare" / "manifest.json").read_text())
+    # Balanced: every class as large as the largest; the three rare classes mostly synthetic.
+    counts = [entry["count"] for entry in manifest["classes"]]
+    assert len(set(counts)) == 1, counts
+    assert all(manifest["classes"][c]["real"] == 20 for c in (3, 5, 8)), manifest["classes"]
+
+
 def _remove(relative: str) -> Callable[[Path], None]:
     return lambda checkout: shutil.rmtree(checkout / relative, ignore_errors=True)
 
@@ -244,6 +260,32 @@ CASES: dict[str, Case] = {
         budget=["n=64", "n_synthetic=64"], check=_status_ok
     ),
     "python -m src.audit export_dir=synthetic/mnist_cvae": Case(budget=["n=64"], check=_status_ok),
+    # Gap filling and inpainting
+    "python -m src.train model=cvae data=mnist 'data.subset.per_class={3:20,5:20,8:20}'": Case(
+        budget=train_budget, check=_status_ok
+    ),
+    "python -m src.generate ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt fill=balance out_dir=filled/mnist_rare": Case(
+        before=_remove("filled/mnist_rare"), check=_filled
+    ),
+    "python -m src.generate ckpt_path=.../best.ckpt fill=balance out_dir=filled/mnist_rare": Case(
+        before=_remove("filled/mnist_rare"), check=_filled
+    ),
+    "python -m src.verify_dataset filled/mnist_rare": Case(),
+    "python -m src.generate ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt n=12000 out_dir=synthetic/mnist_rare_pool": Case(
+        budget=["n=64"], before=_remove("synthetic/mnist_rare_pool"), check=_status_ok
+    ),
+    "python -m src.evaluate_dataset synthetic=synthetic/mnist_rare_pool augmentation.enabled=true": Case(
+        budget=["classifier.epochs=1", "augmentation.seeds=[0]", "augmentation.min_steps=2"], check=_status_ok
+    ),
+    "python -m src.inpaint ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt mask=center split=test out_dir=inpainted/mnist_center": Case(
+        budget=["n=16", "steps=2"], before=_remove("inpainted/mnist_center"), check=_status_ok
+    ),
+    "python -m src.inpaint ckpt_path=.../best.ckpt mask=center split=test out_dir=inpainted/mnist_center": Case(
+        budget=["n=16", "steps=2"], before=_remove("inpainted/mnist_center"), check=_status_ok
+    ),
+    "python -m src.inpaint ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt mask=pixels mask_fraction=0.5 split=test out_dir=inpainted/mnist_pixels": Case(
+        budget=["n=16", "steps=2"], before=_remove("inpainted/mnist_pixels"), check=_status_ok
+    ),
     # Sweeps
     "python -m src.train -m model.beta=0.5,1,2 model.latent_dim=8,16": Case(
         budget=train_budget, check=_sweep_jobs(6), cwd_elsewhere=True
@@ -324,11 +366,14 @@ class Checkout:
         vae_run = self.runs["vae"].relative_to(self.root)
         cvae_run = self.runs["cvae"].relative_to(self.root)
         command = command.replace("/path/to/images", str(self.images))
-        if "src.generate" in command or "src.eval " in command:
-            command = command.replace("logs/train/runs/<run>", str(cvae_run)).replace(
-                ".../", f"{cvae_run}/checkpoints/"
-            )
-        command = command.replace("logs/train/runs/<run>", str(vae_run))
+        # Gap filling and inpainting start from the README's rare-class run, exports from the cVAE.
+        if "src.inpaint" in command or "fill=" in command or "mnist_rare" in command:
+            run = _latest_run_with(self.root, "data.subset").relative_to(self.root)
+        elif "src.generate" in command or "src.eval " in command:
+            run = cvae_run
+        else:
+            run = vae_run
+        command = command.replace("logs/train/runs/<run>", str(run)).replace(".../", f"{run}/checkpoints/")
         if "logs/train/multiruns/<timestamp>" in command:
             command = command.replace(
                 "logs/train/multiruns/<timestamp>", str(_seed_sweep(self.root).relative_to(self.root))

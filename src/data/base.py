@@ -18,6 +18,7 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from src.data.loader import TensorBatchLoader
+from src.data.subset import SubsetSpec, select_subset
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
 from src.utils.types import Fraction, NonNegativeInt, PositiveInt
@@ -53,6 +54,7 @@ class GenerativeDataModule(pl.LightningDataModule):
         channels: PositiveInt | None = None,
         num_classes: NonNegativeInt | None = None,
         on_device: bool = True,
+        subset: SubsetSpec | dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.data_dir = Path(data_dir).expanduser()
@@ -69,6 +71,9 @@ class GenerativeDataModule(pl.LightningDataModule):
         self._fingerprints: dict[str, str] = {}
         # Set by the privacy engine (privacy=dp): training batches become Poisson samples.
         self.poisson_sample_rate: float | None = None
+        self.subset = SubsetSpec.from_config(subset)
+        if self.subset is not None and num_classes == 0:
+            self._refuse_unlabelled_subset()
 
     # ----------------------------------------------------------------- subclass hooks
     def _load(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -77,11 +82,21 @@ class GenerativeDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------- lifecycle
     def resolve_spec(self) -> None:
         """Infers what the config leaves open (``None`` spec values) without heavy I/O."""
+        if self.subset is not None and self.num_classes == 0:
+            self._refuse_unlabelled_subset()
+
+    def _refuse_unlabelled_subset(self) -> None:
+        raise UserError(
+            f"data.subset needs labelled data, but data={self.name} has no classes: remove data.subset "
+            "(or use class sub-folders with data=image_folder)."
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self._splits is None:
             splits = self._load()
             self._splits = {name: (self._conform(x), y.long()) for name, (x, y) in splits.items()}
+            if self.subset is not None and "train" in self._splits:
+                self._splits["train"] = self._take_subset(*self._splits["train"])
             for name in SPLITS:
                 if name not in self._splits or len(self._splits[name][0]) == 0:
                     raise UserError(f"data={self.name}: the {name} split is empty; give the dataset more samples or change the split fractions.")
@@ -92,6 +107,22 @@ class GenerativeDataModule(pl.LightningDataModule):
         device = self._target_device()
         if device is not None and self._splits["train"][0].device != device:
             self._splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self._splits.items()}
+
+    def _take_subset(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The ``data.subset`` part of the train split (see :mod:`src.data.subset`)."""
+        num_classes = int(self.num_classes if self.num_classes is not None else len(self.class_names))
+        if num_classes == 0:
+            self._refuse_unlabelled_subset()
+        want = self.subset.counts(y, num_classes, self.class_names)
+        keep = select_subset(y, want, self.split_seed)
+        log.info(f"data={self.name}: data.subset keeps {len(keep)} of {len(y)} training images (per class: {want})")
+        return x[keep.to(x.device)], y[keep.to(y.device)]
+
+    def train_class_counts(self) -> list[int]:
+        """Images per class in the (possibly cut) train split."""
+        y = self.split("train")[1]
+        num_classes = int(self.num_classes if self.num_classes is not None else len(self.class_names))
+        return torch.bincount(y.cpu(), minlength=num_classes).tolist()
 
     def _target_device(self) -> torch.device | None:
         # Keeping the splits on the GPU removes the host-to-device copy from every step.
@@ -130,13 +161,18 @@ class GenerativeDataModule(pl.LightningDataModule):
             x, y = self.split(split)
             digest = hashlib.sha256()
             digest.update(f"{self.name}|{split}|{tuple(x.shape)}|{x.dtype}".encode())
+            if split == "train" and self.subset is not None:
+                # The content already differs; naming the subset keeps two subsets that happen to
+                # pick the same images (a per-class count equal to a class's size) apart too.
+                digest.update(f"|subset={self.subset.describe()}|seed={self.split_seed}".encode())
             digest.update(x.detach().cpu().contiguous().numpy().tobytes())
             digest.update(y.detach().cpu().contiguous().numpy().tobytes())
             self._fingerprints[split] = digest.hexdigest()
         return self._fingerprints[split]
 
     def describe(self) -> dict[str, Any]:
-        return {
+        """The data's facts for ``metrics.json`` and export manifests (train counts once loaded)."""
+        described: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "image_size": self.image_size,
@@ -144,7 +180,14 @@ class GenerativeDataModule(pl.LightningDataModule):
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
             "data_source": self.data_source,
+            "split_seed": self.split_seed,
+            "subset": self.subset.describe() if self.subset is not None else None,
         }
+        if self._splits is not None:
+            described["split_sizes"] = {name: len(x) for name, (x, _) in self._splits.items()}
+            if self.kind == "image" and (self.num_classes or self.class_names):
+                described["train_class_counts"] = self.train_class_counts()
+        return described
 
     # ----------------------------------------------------------------- loaders
     def _world(self) -> tuple[int, int]:

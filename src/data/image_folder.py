@@ -51,6 +51,7 @@ class ImageFolderDataModule(GenerativeDataModule):
 
     def resolve_spec(self) -> None:
         self.scan()
+        super().resolve_spec()
 
     def prepare_data(self) -> None:
         self.scan()

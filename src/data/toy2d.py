@@ -55,9 +55,9 @@ class Toy2DDataModule(GenerativeDataModule):
         **kwargs,
     ) -> None:
         kwargs.update(image_size=None, channels=None, num_classes=0)
+        self.name = mixture  # before the base's checks, which name the data
         super().__init__(**kwargs)
         self.mixture = mixture
-        self.name = mixture
         self.point_dim = point_dim
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
         self.sigma = MIXTURES[mixture]

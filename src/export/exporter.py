@@ -21,7 +21,7 @@ from src.models.base import GenerativeModule
 from src.utils.errors import UserError
 from src.utils.images import to_uint8
 from src.utils.logging import get_logger
-from src.utils.types import NonNegativeInt, PositiveInt
+from src.utils.types import NonNegativeInt, PositiveInt, Probability
 
 log = get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,8 @@ PseudoLabeler = Callable[[Tensor], Tensor]
 ScoreFunction = Callable[[Tensor], tuple[dict[str, float], dict[str, Any]]]
 # (uint8 images (N, C, H, W)) -> (audit scores, protocol): the membership-inference audit.
 Auditor = Callable[[Tensor], tuple[dict[str, float], dict[str, Any]]]
+# (uint8 images (B, C, H, W)) -> class probabilities (B, K): the domain classifier, for rejection.
+ClassProbabilities = Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -53,6 +55,14 @@ class ExportOptions:
         license: the ``license`` of the dataset card (a Hugging Face license id; ``unknown`` when
             the real data's terms decide).
         enabled: ``src.train`` only: export with the best checkpoint after training.
+        fill: gap filling: ``balance`` (every class up to the largest class of the real training
+            split) or ``N`` (every class up to N images); generates per class exactly the missing
+            count, and ``n`` is then ignored (see :mod:`src.export.fill`).
+        include_real: with ``fill``: the export holds the real training images too (``source=real``).
+        accept_threshold: with ``fill`` and an unconditional model: keep a sample for class ``c``
+            when the domain classifier gives ``c`` at least this probability.
+        max_draws: with ``fill`` and an unconditional model: at most this many samples drawn per
+            missing image before giving up with an ``Error:``.
     """
 
     n: PositiveInt = 10_000
@@ -67,6 +77,16 @@ class ExportOptions:
     audit: bool = False
     license: str = "unknown"
     enabled: bool = False
+    fill: str | PositiveInt | None = None
+    include_real: bool = True
+    accept_threshold: Probability = 0.9
+    max_draws: PositiveInt = 50
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fill, str) and self.fill != "balance":
+            raise UserError(
+                f"fill={self.fill} is not a fill target: use fill=balance (up to the largest class) or fill=N (N per class)."
+            )
 
 
 def export_dataset(
@@ -78,12 +98,25 @@ def export_dataset(
     pseudo_labeler: PseudoLabeler | None = None,
     scorer: ScoreFunction | None = None,
     auditor: Auditor | None = None,
+    train_split: tuple[Tensor, Tensor] | None = None,
+    class_probabilities: ClassProbabilities | None = None,
+    min_scored: int = 0,
 ) -> tuple[Path, dict[str, Any]]:
-    """Generates ``options.n`` samples and writes them to ``options.out_dir``; returns (dir, manifest)."""
+    """Generates ``options.n`` samples and writes them to ``options.out_dir``; returns (dir, manifest).
+
+    With ``options.fill`` it fills the real ``train_split`` up to the target instead
+    (:func:`src.export.fill.export_filled`).
+    """
     if model.data_kind != "image":
         raise UserError("export writes image datasets; this model generates 2-D points.")
     out_dir = Path(options.out_dir).expanduser()
     check_out_dir(out_dir, options.overwrite)
+    if options.fill is not None:
+        from src.export.fill import export_filled  # fill builds on this module's helpers
+
+        return export_filled(
+            model, class_names, train_split, options, provenance, class_probabilities, scorer, min_scored
+        )
     labels, label_source = _labels(model, class_names, train_labels, options, pseudo_labeler)
     names = (
         list(class_names)
@@ -108,7 +141,7 @@ def export_dataset(
             writer.add(images.permute(0, 2, 3, 1).cpu().numpy(), values)
             if (scorer is not None and options.score) or (auditor is not None and options.audit):
                 samples.append(images.cpu())
-        manifest = _manifest(model, names, writer, options, label_source, provenance)
+        manifest = build_manifest(model, names, writer, options, label_source, provenance)
         if samples and scorer is not None and options.score:
             scores, protocol = scorer(torch.cat(samples))
             manifest["scores"] = scores
@@ -137,7 +170,7 @@ def _labels(
     return None, "pseudo" if pseudo_labeler is not None else "none"
 
 
-def _manifest(
+def build_manifest(
     model: GenerativeModule,
     names: list[str],
     writer: SyntheticDatasetWriter,
@@ -146,13 +179,21 @@ def _manifest(
     provenance: dict[str, Any],
 ) -> dict[str, Any]:
     export = {k: v for k, v in asdict(options).items() if k != "enabled"}
+    sources = writer.sources_summary()
     return {
-        "n": options.n,
+        "n": int(writer.count),
         "image_shape": [model.image_size, model.image_size, model.channels],
         "classes": [
-            {"index": i, "name": name, "folder": writer.folders[i], "count": int(writer.class_counts[i])}
+            {
+                "index": i,
+                "name": name,
+                "folder": writer.folders[i],
+                "count": int(writer.class_counts[i]),
+                **{source: counts["per_class"][i] for source, counts in sources.items()},
+            }
             for i, name in enumerate(names)
         ],
+        "sources": sources,
         "label_source": label_source,
         "seed": options.seed,
         "weights": "ema" if getattr(model, "uses_ema", False) else "raw",

@@ -20,6 +20,17 @@ from src.models.base import GenerativeModule
 from src.utils.files import file_sha256
 
 
+def export_provenance(
+    datamodule: GenerativeDataModule, run_cfg: DictConfig, ckpt_path: str | Path
+) -> dict[str, Any]:
+    """Where an export comes from: the checkpoint (path, sha256), the data (subset included), the config."""
+    return {
+        "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": file_sha256(ckpt_path)},
+        "data": datamodule.describe(),
+        "config": OmegaConf.to_container(run_cfg, resolve=True),
+    }
+
+
 def export_trained_model(
     model: GenerativeModule,
     datamodule: GenerativeDataModule,
@@ -38,14 +49,11 @@ def export_trained_model(
     """
     datamodule.setup()
     extractor = getattr(metrics, "extractor", None)
-    provenance: dict[str, Any] = {
-        "checkpoint": {"path": str(Path(ckpt_path).resolve()), "sha256": file_sha256(ckpt_path)},
-        "data": datamodule.describe(),
-        "config": OmegaConf.to_container(run_cfg, resolve=True),
-    }
-    pseudo_labeler = None
+    provenance = export_provenance(datamodule, run_cfg, ckpt_path)
+    pseudo_labeler = class_probabilities = None
     if extractor is not None and not model.num_classes and getattr(extractor, "has_class_logits", False):
         pseudo_labeler = lambda images: extractor.classify(images).argmax(1)  # noqa: E731
+        class_probabilities = lambda images: extractor.classify(images).softmax(1)  # noqa: E731
         provenance["pseudo_labeler"] = extractor.describe()
     scorer = None
     if extractor is not None:
@@ -66,6 +74,9 @@ def export_trained_model(
         pseudo_labeler=pseudo_labeler,
         scorer=scorer,
         auditor=auditor,
+        train_split=datamodule.split("train") if options.fill is not None else None,
+        class_probabilities=class_probabilities,
+        min_scored=metrics.options.min_fake() if metrics is not None else 0,
     )
     log_dataset_artifact(loggers, out_dir, manifest, ckpt_path)
     return out_dir, manifest

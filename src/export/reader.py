@@ -23,6 +23,14 @@ class ExportedDataset:
     images: Tensor  # uint8 (N, C, H, W)
     labels: Tensor  # int64 (N,)
     manifest: dict[str, Any]
+    sources: list[str] | None = None  # "synthetic" | "real" | "inpainted" per image
+
+    def only(self, source: str) -> tuple[Tensor, Tensor]:
+        """The ``(images, labels)`` of one source (all of them for exports without a source column)."""
+        if self.sources is None:
+            return (self.images, self.labels) if source == "synthetic" else (self.images[:0], self.labels[:0])
+        keep = torch.tensor([s == source for s in self.sources], dtype=torch.bool)
+        return self.images[keep], self.labels[keep]
 
     @property
     def labelled(self) -> bool:
@@ -41,18 +49,24 @@ def read_export(root: Path) -> ExportedDataset:
             f"synthetic={root} fails verification ({shown}): export it again or restore the files."
         )
     manifest = json.loads((root / MANIFEST).read_text())
+    sources = None
     if (root / ARRAYS).is_file():
         with np.load(root / ARRAYS) as arrays:
             images, labels = arrays["images"], arrays["labels"]
+            if "sources" in arrays.files:
+                sources = [str(s) for s in arrays["sources"]]
     else:
         with open(root / METADATA, newline="") as handle:
             rows = list(csv.DictReader(handle))
         images = np.stack([_read_png(root / row["file_name"]) for row in rows])
         labels = np.array([int(row["label"]) for row in rows], dtype=np.int64)
+        if rows and "source" in rows[0]:
+            sources = [row["source"] for row in rows]
     return ExportedDataset(
         torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
         torch.from_numpy(labels),
         manifest,
+        sources,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -50,4 +51,29 @@ def _manifest_problems(root: Path, expected: dict[str, str]) -> list[str]:
     pngs = sum(1 for relpath in expected if relpath.startswith("images/"))
     if METADATA in expected and pngs != manifest.get("n"):
         problems.append(f"inconsistent: {MANIFEST} says n={manifest.get('n')} but {pngs} images are listed")
+    if METADATA in expected and (root / METADATA).is_file() and manifest.get("sources"):
+        problems.extend(_source_problems(root, manifest))
+    return problems
+
+
+def _source_problems(root: Path, manifest: dict) -> list[str]:
+    """``metadata.csv``'s rows per (source, label) against the manifest's ``sources`` counts."""
+    with open(root / METADATA, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and "source" not in rows[0]:
+        return [f"inconsistent: {MANIFEST} counts sources but {METADATA} has no source column"]
+    counted: dict[str, dict[int, int]] = {}
+    for row in rows:
+        per_class = counted.setdefault(row["source"], {})
+        per_class[int(row["label"])] = per_class.get(int(row["label"]), 0) + 1
+    problems = []
+    for source in sorted(set(counted) | set(manifest["sources"])):
+        listed = manifest["sources"].get(source, {}).get("per_class", [])
+        found = counted.get(source, {})
+        want = {label: count for label, count in enumerate(listed) if count}
+        if want != found:
+            problems.append(
+                f"inconsistent: {MANIFEST} lists {sum(want.values())} {source} images per class {listed}, "
+                f"{METADATA} has {sum(found.values())}"
+            )
     return problems

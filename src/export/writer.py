@@ -6,8 +6,8 @@ Everything is written into a hidden temporary sibling (``.<name>.partial-<pid>``
 Layout::
 
     out_dir/images/<NN_class>/<index>.png   torchvision ImageFolder
-    out_dir/metadata.csv                    file_name,label (Hugging Face imagefolder)
-    out_dir/data.npz                        images uint8 (N, H, W, C), labels int64, class_names
+    out_dir/metadata.csv                    file_name,label,source (Hugging Face imagefolder)
+    out_dir/data.npz                        images uint8 (N, H, W, C), labels int64, sources, class_names
     out_dir/manifest.json                   provenance, class counts, scores with their protocol
     out_dir/README.md                       dataset card (Hugging Face format; src/export/card.py)
     out_dir/SHA256SUMS                      sha256 of every other file (`sha256sum -c` format)
@@ -38,6 +38,9 @@ MANIFEST = "manifest.json"
 METADATA = "metadata.csv"
 ARRAYS = "data.npz"
 FORMAT_VERSION = 1
+# Where an image came from: generated, copied from the real training split (gap filling), or a
+# real image whose missing pixels were filled (src.inpaint).
+SOURCES = ("synthetic", "real", "inpainted")
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -74,10 +77,13 @@ class SyntheticDatasetWriter:
         self.tmp = self.out_dir.parent / f".{self.out_dir.name}.partial-{os.getpid()}"
         self.count = 0
         self.class_counts = np.zeros(len(self.class_names), dtype=np.int64)
-        self.rows: list[tuple[str, int]] = []
+        # Per source: images per class (manifest "sources").
+        self.source_counts: dict[str, np.ndarray] = {}
+        self.rows: list[tuple[str, int, str]] = []
         self.checksums: dict[str, str] = {}
         self._arrays: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
+        self._sources: list[str] = []
         self._pending: list[Future] = []
         self._pool: ThreadPoolExecutor | None = None
 
@@ -99,16 +105,21 @@ class SyntheticDatasetWriter:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def add(self, images: np.ndarray, labels: np.ndarray) -> None:
-        """``images``: uint8 ``(B, H, W, C)``; ``labels``: int ``(B,)``."""
+    def add(self, images: np.ndarray, labels: np.ndarray, source: str = "synthetic") -> None:
+        """``images``: uint8 ``(B, H, W, C)``; ``labels``: int ``(B,)``; ``source``: one of ``SOURCES``."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
         indices = range(self.count, self.count + len(images))
         self.count += len(images)
-        self.class_counts += np.bincount(labels, minlength=len(self.class_names))
+        per_class = np.bincount(labels, minlength=len(self.class_names))
+        self.class_counts += per_class
+        self.source_counts[source] = self.source_counts.get(source, 0) + per_class
         relpaths = [
             f"images/{self.folders[int(label)]}/{index:0{self.width}d}.png"
             for index, label in zip(indices, labels)
         ]
-        self.rows.extend((path, int(label)) for path, label in zip(relpaths, labels))
+        self.rows.extend((path, int(label), source) for path, label in zip(relpaths, labels))
+        self._sources.extend([source] * len(images))
         if self.npz:
             self._arrays.append(images)
             self._labels.append(labels.astype(np.int64))
@@ -121,6 +132,18 @@ class SyntheticDatasetWriter:
         self._pending.append(self._pool.submit(write_pngs, str(self.tmp), relpaths, images))
         while len(self._pending) > 2 * self.workers:
             self.checksums.update(self._pending.pop(0).result())
+
+    def add_file(self, relpath: str, data: bytes) -> None:
+        """An extra file of the dataset (e.g. the masks of src.inpaint), listed in ``SHA256SUMS``."""
+        (self.tmp / relpath).parent.mkdir(parents=True, exist_ok=True)
+        self._write(relpath, data)
+
+    def sources_summary(self) -> dict[str, dict[str, Any]]:
+        """The manifest's ``sources``: images per source, in all and per class."""
+        return {
+            source: {"n": int(counts.sum()), "per_class": [int(c) for c in counts]}
+            for source, counts in self.source_counts.items()
+        }
 
     def finish(self, manifest: dict[str, Any]) -> Path:
         """Writes metadata, arrays, manifest and checksums, then moves the directory into place."""
@@ -145,7 +168,7 @@ class SyntheticDatasetWriter:
     def _metadata_csv(self) -> bytes:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["file_name", "label"])
+        writer.writerow(["file_name", "label", "source"])
         writer.writerows(self.rows)
         return buffer.getvalue().encode()
 
@@ -155,6 +178,7 @@ class SyntheticDatasetWriter:
             buffer,
             images=np.concatenate(self._arrays) if self._arrays else np.zeros((0, 0, 0, 0), np.uint8),
             labels=np.concatenate(self._labels) if self._labels else np.zeros((0,), np.int64),
+            sources=np.array(self._sources, dtype=str),
             class_names=np.array(self.class_names, dtype=str),
         )
         return buffer.getvalue()

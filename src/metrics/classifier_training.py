@@ -4,6 +4,8 @@ Classification Accuracy Score, with its own random streams (the caller's RNG sta
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +20,8 @@ from src.metrics.classifier_networks import build_network, to_input
 RECIPE_VERSION = 1
 
 Task = Literal["classes", "rotation"]
+# (uint8 batch (B, C, H, W), generator) -> augmented uint8 batch: extra training-time augmentation.
+Augment = Callable[[Tensor, torch.Generator], Tensor]
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,18 @@ def fit_classifier(
     recipe: TrainingRecipe,
     device: torch.device,
     task: Task = "classes",
+    augment: Augment | None = None,
+    val: tuple[Tensor, Tensor] | None = None,
+    steps: int | None = None,
 ) -> nn.Module:
     """Trains the domain network on ``uint8`` images ``x`` with labels ``y`` (or on their rotations).
 
     The same network and recipe serve the feature extractor and the Classification Accuracy
     Score of exported datasets. Training uses its own random streams: the caller's RNG state is
-    left as it was.
+    left as it was. ``augment`` transforms each (shifted) batch; with ``val`` the weights of the
+    epoch with the best validation accuracy are kept (model selection never sees a test split);
+    ``steps`` replaces ``recipe.epochs`` passes by a number of optimizer steps (then validated
+    ``recipe.epochs`` times, evenly spaced).
     """
     channels, size = int(x.shape[1]), int(x.shape[-1])
     shift = max(1, round(recipe.max_shift * size / 28)) if recipe.max_shift else 0
@@ -59,21 +69,36 @@ def fit_classifier(
         steps_per_epoch = max(1, len(x) // batch)
         optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch
+            optimizer, max_lr=recipe.lr, total_steps=steps or recipe.epochs * steps_per_epoch
         )
+        total = steps or recipe.epochs * steps_per_epoch
+        # Validation points: one per epoch, or `epochs` evenly spaced ones under a step budget.
+        check_every = max(1, total // recipe.epochs)
+        best: tuple[float, dict[str, Tensor]] | None = None
         network.train()
-        for _ in range(recipe.epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for step in range(steps_per_epoch):
-                idx = order[step * batch : (step + 1) * batch]
-                images = random_shift(x[idx].cpu(), shift, generator)
-                images, targets = _task_batch(images, y[idx].cpu(), task, generator)
-                _, logits = network(to_input(images.to(device)))
-                loss = F.cross_entropy(logits, targets.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+        for step in range(total):
+            position = step % steps_per_epoch
+            if position == 0:
+                order = torch.randperm(len(x), generator=generator)
+            idx = order[position * batch : (position + 1) * batch]
+            images = random_shift(x[idx].cpu(), shift, generator)
+            if augment is not None:
+                images = augment(images, generator)
+            images, targets = _task_batch(images, y[idx].cpu(), task, generator)
+            _, logits = network(to_input(images.to(device)))
+            loss = F.cross_entropy(logits, targets.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if val is not None and ((step + 1) % check_every == 0 or step + 1 == total):
+                network.eval()
+                score = classifier_accuracy(network, *val, device, recipe.seed, task)
+                if best is None or score > best[0]:
+                    best = (score, copy.deepcopy(network.state_dict()))
+                network.train()
+        if best is not None:
+            network.load_state_dict(best[1])
         network.eval()
     return network
 
@@ -110,6 +135,13 @@ def _task_batch(x: Tensor, y: Tensor, task: Task, generator: torch.Generator) ->
         return x, y
     turns = torch.randint(0, 4, (len(x),), generator=generator)
     return rotate(x, turns), turns
+
+
+@torch.no_grad()
+def classifier_predictions(network: nn.Module, x: Tensor, device: torch.device) -> Tensor:
+    """Predicted classes (CPU, int64) of ``network`` for ``uint8`` images ``x``."""
+    out = [network(to_input(xb.to(device)))[1].argmax(1).cpu() for xb in x.cpu().split(1000)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
 @torch.no_grad()

@@ -163,6 +163,76 @@ class GenerativeModule(pl.LightningModule):
         """Names (without ``val/``) this model logs at validation itself; metrics callbacks add theirs."""
         return []
 
+    # ------------------------------------------------------------------ inpainting
+    # Methods each model offers for ``inpaint`` (the first is the default).
+    inpaint_methods: tuple[str, ...] = ()
+
+    def inpaint(
+        self,
+        images: Tensor,
+        mask: Tensor,
+        labels: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        method: str | None = None,
+        steps: int | None = None,
+        **options: Any,
+    ) -> Tensor:
+        """Fills the pixels where ``mask`` is True; every other pixel is returned exactly as given.
+
+        Args:
+            images: ``uint8`` images ``(N, C, H, W)`` in ``[0, 255]``.
+            mask: bool ``(N, 1 | C, H, W)``, True = missing.
+            labels: the known classes (conditional models use them; required there).
+            method, steps, options: the model's filling method and its settings (see the subclass).
+
+        Returns ``uint8`` images: the model's fill where ``mask`` is True, ``images`` elsewhere.
+        """
+        if self.data_kind != "image":
+            raise UserError(f"model={self.model_name} generates points: inpainting needs images.")
+        if not self.inpaint_methods:
+            raise UserError(f"model={self.model_name} cannot inpaint.")
+        method = method or self.inpaint_methods[0]
+        if method not in self.inpaint_methods:
+            raise UserError(
+                f"method={method} is not an inpainting method of model={self.model_name}: use one of {', '.join(self.inpaint_methods)}."
+            )
+        if self.num_classes and labels is None:
+            raise UserError(f"model={self.model_name} is conditional: inpainting needs the images' labels.")
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError("inpaint takes uint8 images (N, C, H, W)")
+        mask = mask.to(torch.bool).expand_as(images).to(images.device)
+        x = self.to_model_range(images.to(self.device))
+        was_training = self.training
+        self.eval()
+        try:
+            filled = self._inpaint(
+                x,
+                mask.to(self.device),
+                labels if self.num_classes else None,
+                generator,
+                method,
+                steps,
+                **options,
+            )
+        finally:
+            self.train(was_training)
+        filled = (self.to_unit(filled.detach().float()) * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        # The observed pixels are copied, never recomputed: bit-identical by construction.
+        return torch.where(mask, filled.to(images.device), images)
+
+    def _inpaint(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        labels: Tensor | None,
+        generator: torch.Generator | None,
+        method: str,
+        steps: int | None,
+        **options: Any,
+    ) -> Tensor:
+        """Model-range images ``x`` (missing pixels arbitrary) -> model-range fills of the whole image."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ checkpoints
     @classmethod
     def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:

@@ -133,14 +133,89 @@ class VaeModule(GenerativeModule):
 
     def log_likelihood(self, x: Tensor, logits: Tensor) -> Tensor:
         """``log p(x | z)`` summed over pixels; ``logits`` may carry extra leading sample dims."""
-        dims = tuple(range(-3, 0))
+        return self.pixel_log_likelihood(x, logits).sum(tuple(range(-3, 0)))
+
+    def pixel_log_likelihood(self, x: Tensor, logits: Tensor) -> Tensor:
+        """``log p(x_i | z)`` per pixel (summing gives :meth:`log_likelihood`)."""
         if self.likelihood == "bernoulli":
-            return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(
-                dims
-            )
+            return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
         mean = torch.sigmoid(logits)
         log_sigma = self.log_sigma.float()
-        return (-0.5 * ((x - mean) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * LOG_2PI).sum(dims)
+        return -0.5 * ((x - mean) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * LOG_2PI
+
+    # ------------------------------------------------------------------ inpainting
+    inpaint_methods = ("mwg", "pseudo_gibbs")
+
+    @torch.no_grad()
+    def _inpaint(
+        self,
+        x: Tensor,
+        mask: Tensor,
+        labels: Tensor | None,
+        generator: torch.Generator | None,
+        method: str,
+        steps: int | None,
+        **options,
+    ) -> Tensor:
+        """Conditional sampling of the missing pixels given the observed ones (Mattei & Frellsen 2018).
+
+        A Markov chain over ``(z, x_missing)``: ``z`` is proposed from the encoder ``q(z | x_hat)``
+        (``x_hat`` = observed pixels + the current missing ones) and, for ``mwg``
+        (Metropolis-within-Gibbs), accepted with probability ``min(1, w(z') / w(z))``,
+        ``w(z) = p(x_obs | z) p(z) / q(z | x_hat)``, which makes ``p(z, x_miss | x_obs)`` the
+        chain's stationary law; ``pseudo_gibbs`` (Rezende et al. 2014) accepts every proposal.
+        Then ``x_miss ~ p(x_miss | z)``. The fill is the mean of ``p(x_miss | z)`` over the second
+        half of the chain (the posterior predictive mean, which minimises the expected squared error).
+        """
+        if options:
+            raise UserError(
+                f"{', '.join(sorted(options))} do not apply to model={self.model_name} (VAE inpainting takes method and steps)."
+            )
+        steps = steps or 200
+        observed = (~mask).float()
+        x_hat = torch.where(mask, torch.full_like(x, 0.5), x)
+        z = z_logits = None
+        total = torch.zeros_like(x)
+        kept = 0
+        for step in range(steps):
+            mean, logvar = self.encode(x_hat, labels)
+            std = torch.exp(0.5 * logvar)
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            proposal = mean + std * eps
+            logits = self.decode(proposal, labels).float()
+            log_w_new = self._importance_log_weight(x, observed, proposal, logits, mean, std)
+            if z is None or method == "pseudo_gibbs":
+                accept = torch.ones(len(x), dtype=torch.bool, device=x.device)
+            else:
+                # w(z) is re-evaluated under the current q(. | x_hat), which changed with x_miss.
+                log_w_old = self._importance_log_weight(x, observed, z, z_logits, mean, std)
+                u = torch.rand(len(x), generator=generator, device=x.device)
+                accept = torch.log(u) < (log_w_new - log_w_old)
+            if z is None:
+                z, z_logits = proposal, logits
+            else:
+                z = torch.where(accept[:, None], proposal, z)
+                z_logits = torch.where(accept[:, None, None, None], logits, z_logits)
+            probs = torch.sigmoid(z_logits)
+            if self.likelihood == "bernoulli":
+                draw = torch.bernoulli(probs, generator=generator)
+            else:
+                noise = torch.randn(probs.shape, generator=generator, device=probs.device)
+                draw = (probs + noise * self.log_sigma.float().exp()).clamp(0, 1)
+            x_hat = torch.where(mask, draw.to(x.dtype), x)
+            if step >= steps // 2:
+                total += probs
+                kept += 1
+        return total / max(1, kept)
+
+    def _importance_log_weight(
+        self, x: Tensor, observed: Tensor, z: Tensor, logits: Tensor, mean: Tensor, std: Tensor
+    ) -> Tensor:
+        """``log p(x_obs | z) + log p(z) - log q(z | x_hat)`` per image."""
+        log_px = (self.pixel_log_likelihood(x, logits) * observed).sum((1, 2, 3))
+        log_prior = (-0.5 * z.float() ** 2).sum(1)
+        log_q = (-0.5 * ((z - mean) / std).float() ** 2 - torch.log(std.float())).sum(1)
+        return log_px + log_prior - log_q
 
     def generate_from_latent(self, z: Tensor, labels: Tensor | None) -> Tensor:
         return torch.sigmoid(self.decode(z, labels))
