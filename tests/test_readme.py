@@ -260,6 +260,9 @@ CASES: dict[str, Case] = {
         budget=["n=64", "n_synthetic=64"], check=_status_ok
     ),
     "python -m src.audit export_dir=synthetic/mnist_cvae": Case(budget=["n=64"], check=_status_ok),
+    "python -m src.train experiment=gan_losses_mnist model=dcgan": Case(
+        budget=[*train_budget("model=dcgan"), "trainer.check_val_every_n_epoch=1"], check=_status_ok
+    ),
     # Gap filling and inpainting
     "python -m src.train model=cvae data=mnist 'data.subset.per_class={3:20,5:20,8:20}'": Case(
         budget=train_budget, check=_status_ok
