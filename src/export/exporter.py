@@ -21,7 +21,7 @@ from src.models.base import GenerativeModule
 from src.utils.errors import UserError
 from src.utils.images import to_uint8
 from src.utils.logging import get_logger
-from src.utils.types import NonNegativeInt, PositiveInt, Probability
+from src.utils.types import Fraction, NonNegativeInt, PositiveInt
 
 log = get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ class ExportOptions:
     enabled: bool = False
     fill: str | PositiveInt | None = None
     include_real: bool = True
-    accept_threshold: Probability = 0.9
+    accept_threshold: Fraction = 0.9
     max_draws: PositiveInt = 50
 
     def __post_init__(self) -> None:
