@@ -165,7 +165,9 @@ def test_every_export_has_a_dataset_card(make_cfg, trained_checkpoints, tmp_path
     assert "  README.md\n" in sums and verify_dataset(out) == []
     # Hugging Face imagefolder layout unchanged: metadata.csv next to the images.
     rows = list(csv.DictReader((out / "metadata.csv").open()))
-    assert list(rows[0]) == ["file_name", "label"] and all((out / r["file_name"]).is_file() for r in rows)
+    assert list(rows[0]) == ["file_name", "label", "source"] and all(
+        (out / r["file_name"]).is_file() for r in rows
+    )
     (out / "README.md").write_text(text.replace("genlab", "edited"))
     assert verify_dataset(out) == ["altered: README.md"]
 

@@ -27,6 +27,11 @@ P_PR_K = 4
 OUTLIER_QUANTILE = 0.99
 
 
+def effective_k(k: int, n_real: int, n_fake: int) -> int:
+    """The neighbour rank P-precision/recall use: ``k``, or fewer on sets smaller than ``k + 1``."""
+    return max(1, min(k, n_real - 1, n_fake - 1))
+
+
 def _soft_coverage(queries: Tensor, centres: Tensor, radius: float, chunk: int) -> Tensor:
     """For each query: ``1 - prod_c (1 - max(0, 1 - d(q, c) / radius))`` over all centres ``c``."""
     out = torch.empty(len(queries), dtype=torch.float64)
@@ -41,7 +46,12 @@ def _soft_coverage(queries: Tensor, centres: Tensor, radius: float, chunk: int) 
 def probabilistic_precision_recall(
     fake: Tensor, real: Tensor, a: float = P_PR_A, k: int = P_PR_K, chunk: int = DISTANCE_CHUNK
 ) -> dict[str, float]:
-    """P-precision and P-recall of ``fake`` against ``real`` features ``(N, D)``."""
+    """P-precision and P-recall of ``fake`` against ``real`` features ``(N, D)``.
+
+    ``k`` is capped at the smaller set's size minus one (:func:`effective_k`), so tiny splits are
+    scored (and warned about by the scorer) rather than refused.
+    """
+    k = effective_k(k, len(real), len(fake))
     real_radius = a * float(knn_radii(real, (k,), chunk)[k].double().mean())
     fake_radius = a * float(knn_radii(fake, (k,), chunk)[k].double().mean())
     return {

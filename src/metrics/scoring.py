@@ -33,7 +33,14 @@ from src.metrics.fidelity import (
     precision_recall_density_coverage,
 )
 from src.metrics.memorization import TrainReference, authenticity, mifid, nearest_neighbour_distances
-from src.metrics.robust import OUTLIER_QUANTILE, outlier_ball_share, probabilistic_precision_recall
+from src.metrics.robust import (
+    OUTLIER_QUANTILE,
+    P_PR_A,
+    P_PR_K,
+    effective_k,
+    outlier_ball_share,
+    probabilistic_precision_recall,
+)
 from src.metrics.wasserstein import (
     PATCH,
     PIXEL_SWD_SCALE,
@@ -313,7 +320,11 @@ class Scorer:
             }
         if opts.prdc:
             protocol.update(
-                pr_k=opts.pr_k, dc_k=opts.dc_k, p_pr_a=1.2, p_pr_k=4, outlier_quantile=OUTLIER_QUANTILE
+                pr_k=opts.pr_k,
+                dc_k=opts.dc_k,
+                p_pr_a=P_PR_A,
+                p_pr_k=effective_k(P_PR_K, n_real, n_fake),
+                outlier_quantile=OUTLIER_QUANTILE,
             )
         if opts.uses_train:
             protocol["n_train_reference"] = min(opts.n_train_reference, len(datamodule.split("train")[0]))
