@@ -121,9 +121,9 @@ def _status_ok(checkout: Path, output: str) -> None:
         assert json.loads((path / "metrics.json").read_text())["status"] == "ok", run_dir
 
 
-def _sweep_jobs(expected: int) -> Callable[[Path, str], None]:
+def _sweep_jobs(expected: int, task: str = "train") -> Callable[[Path, str], None]:
     def check(checkout: Path, output: str) -> None:
-        sweeps = sorted((checkout / "logs" / "train" / "multiruns").iterdir())
+        sweeps = sorted((checkout / "logs" / task / "multiruns").iterdir())
         jobs = [p for p in sweeps[-1].iterdir() if p.is_dir() and p.name.isdigit()]
         assert len(jobs) == expected, jobs
         for job in jobs:
@@ -309,7 +309,7 @@ CASES: dict[str, Case] = {
             "model.beta=1",
             "model.latent_dim=4,16",
         ],
-        check=_sweep_jobs(2),
+        check=_sweep_jobs(2, task="vae_beta_sweep"),  # the preset names its own task
     ),
     "python -m src.train model=dcgan hparams_search=gan_optuna optimized_metric=val/precision": Case(
         budget=[*train_budget("model=dcgan"), "hydra.sweeper.n_trials=2"], check=_sweep_jobs(2)
