@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from src.models.checkpoint import CONFIG_KEY, PRIVACY_KEY, read_checkpoint
 from src.utils.errors import UserError
+from src.utils.images import to_uint8
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -216,7 +217,7 @@ class GenerativeModule(pl.LightningModule):
             )
         finally:
             self.train(was_training)
-        filled = (self.to_unit(filled.detach().float()) * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+        filled = to_uint8(self.to_unit(filled.detach().float()))
         # The observed pixels are copied, never recomputed: bit-identical by construction.
         return torch.where(mask, filled.to(images.device), images)
 
