@@ -17,6 +17,16 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The conditional GAN the MNIST studies share: DCGAN networks (conditional batch norm in G,
+# projection D), one discriminator update per generator update, Adam 8e-4 (why: the
+# synthetic_mnist study's README and run.py).
+CGAN_RECIPE = [
+    "model=cgan",
+    "model.arch=dcgan",
+    "model.n_critic=1",
+    "model.optimizer_g.lr=0.0008",
+    "model.optimizer_d.lr=0.0008",
+]
 
 
 @dataclass

@@ -26,17 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.common import ROOT, machine_description, markdown_table
+from experiments.common import CGAN_RECIPE, ROOT, machine_description, markdown_table
 
 HERE = Path(__file__).resolve().parent
 # The cGAN recipe of experiments/synthetic_mnist (DCGAN networks, one D update per G update, Adam 8e-4).
-CGAN = [
-    "model=cgan",
-    "model.arch=dcgan",
-    "model.n_critic=1",
-    "model.optimizer_g.lr=0.0008",
-    "model.optimizer_d.lr=0.0008",
-]
+CGAN = CGAN_RECIPE
 CONDITIONAL = {"cgan": CGAN, "cvae": ["model=cvae"]}
 UNCONDITIONAL = {"vae": ["model=vae"], "dcgan": ["model=dcgan"]}
 RARE = {3: 20, 5: 20, 8: 20}

@@ -25,22 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from experiments.common import ROOT, machine_description, markdown_table
+from experiments.common import CGAN_RECIPE, ROOT, machine_description, markdown_table
 
 HERE = Path(__file__).resolve().parent
 # The conditional GAN of experiments/synthetic_mnist (DCGAN networks, projection discriminator,
 # one discriminator update per generator update, Adam 8e-4) without spectral norm, which Opacus'
 # per-example gradients do not support; layer norm in the discriminator (privacy.norm) in every run,
 # private or not, so that the rows differ only in DP.
-CGAN = [
-    "model=cgan",
-    "model.arch=dcgan",
-    "model.n_critic=1",
-    "model.optimizer_g.lr=0.0008",
-    "model.optimizer_d.lr=0.0008",
-    "model.spectral_norm=false",
-    "model.d_norm=layer",
-]
+CGAN = [*CGAN_RECIPE, "model.spectral_norm=false", "model.d_norm=layer"]
 CVAE = ["model=cvae", "model.norm=layer"]
 MODELS = {"cvae": CVAE, "cgan": CGAN}
 EPSILONS = [1.0, 3.0, 10.0, None]  # None: no DP

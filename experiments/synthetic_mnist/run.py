@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.common import ROOT, machine_description, markdown_table, run_multirun
+from experiments.common import CGAN_RECIPE, ROOT, machine_description, markdown_table, run_multirun
 
 HERE = Path(__file__).resolve().parent
 # The cGAN on DCGAN networks (conditional batch norm in G, projection D, spectral norm) with one
@@ -28,13 +28,7 @@ HERE = Path(__file__).resolve().parent
 # learning rate (2e-4) the generator had not started to follow the label after 1,860 updates
 # (CAS / real 0.17: `python -m experiments.synthetic_mnist.run model.optimizer_g.lr=0.0002
 # model.optimizer_d.lr=0.0002`, the overrides land after these); at 8e-4 it does.
-CGAN = [
-    "model=cgan",
-    "model.arch=dcgan",
-    "model.n_critic=1",
-    "model.optimizer_g.lr=0.0008",
-    "model.optimizer_d.lr=0.0008",
-]
+CGAN = CGAN_RECIPE
 MODELS = {"cgan": CGAN, "cvae": ["model=cvae"]}
 
 
