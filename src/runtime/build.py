@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -222,6 +222,10 @@ def build_trainer(
     kwargs: dict[str, Any] = {}
     if model is not None and not model.automatic_optimization:
         kwargs = _hand_loop_settings_to_model(cfg.trainer, model)
+    if cfg.trainer.get("enable_progress_bar") is False:
+        # The configured bar (callbacks.progress_bar) makes way: Lightning refuses a progress-bar
+        # callback together with enable_progress_bar=false.
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return build(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **hardware.trainer_kwargs(), **kwargs
     )
