@@ -55,6 +55,18 @@ def run_all(quick: bool) -> dict:
         )
         for model in ("vae", "dcgan")
     ]
+    # Batch 16: a step's compute is a few milliseconds, so the framework's own cost shows.
+    results["overhead"] = [
+        training.overhead(
+            model,
+            batch_size=16,
+            steps=steps * 2,
+            warmup=warmup * 2,
+            pairs=1 if quick else 3,
+            threads=torch.get_num_threads(),
+        )
+        for model in ("vae", "dcgan")
+    ]
     results["options"] = [
         row
         for model in ("vae", "dcgan")
@@ -81,6 +93,17 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {r['model']} | {r['framework_images_per_s']:.0f} | {r['raw_images_per_s']:.0f} | {r['ratio']:.3f} "
             f"| {r['startup_s']:.1f} s | {r['framework_peak_rss_mb']:.0f} / {r['raw_peak_rss_mb']:.0f} MB |"
+        )
+    lines += [
+        "",
+        "| per-step cost (batch 16) | raw loop ms/step | src.train ms/step | extra ms/step, median (range over pairs) | extra ms/step incl. per-epoch work |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results.get("overhead", []):
+        low, high = r["extra_ms_per_step_range"]
+        lines.append(
+            f"| {r['model']} | {r['raw_step_ms']:.2f} | {r['framework_step_ms']:.2f} "
+            f"| {r['extra_ms_per_step']:.2f} ({low:.2f} to {high:.2f}) | {r['extra_ms_per_step_mean']:.2f} |"
         )
     lines += [
         "",

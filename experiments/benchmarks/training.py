@@ -8,11 +8,13 @@ framework side is the real command line with a step-timing callback added. Throu
 steps after a warm-up; validation is switched off on both sides (it is not training).
 
     python -m experiments.benchmarks.training compare --model vae --steps 300
+    python -m experiments.benchmarks.training overhead --model dcgan --batch-size 16 --steps 400 --warmup 100
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -211,6 +213,50 @@ def compare(model: str, batch_size: int, steps: int, warmup: int, repeats: int, 
     }
 
 
+def step_milliseconds(step_ends: list[float], warmup: int) -> list[float]:
+    """Duration of each step after ``warmup``, in milliseconds."""
+    window = step_ends[warmup:]
+    return [1e3 * (b - a) for a, b in itertools.pairwise(window)]
+
+
+def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, threads: int) -> dict:
+    """The framework's extra milliseconds per step at a batch small enough for compute to be cheap.
+
+    Interleaved pairs (raw loop, then `src.train`), each side's median step time per run; the extra
+    cost is framework minus raw within each pair, reported as the median over pairs and its range.
+    The mean includes the per-epoch work (checkpoint writes, sample grids), the median does not.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        runs = [
+            (
+                run_raw(model, batch_size, steps, threads, workdir),
+                run_framework(model, batch_size, steps, threads, workdir),
+            )
+            for _ in range(pairs)
+        ]
+    raw_median = [statistics.median(step_milliseconds(r["step_ends"], warmup)) for r, _ in runs]
+    fw_median = [statistics.median(step_milliseconds(f["step_ends"], warmup)) for _, f in runs]
+    raw_mean = [statistics.mean(step_milliseconds(r["step_ends"], warmup)) for r, _ in runs]
+    fw_mean = [statistics.mean(step_milliseconds(f["step_ends"], warmup)) for _, f in runs]
+    extra = [f - r for f, r in zip(fw_median, raw_median)]
+    extra_mean = [f - r for f, r in zip(fw_mean, raw_mean)]
+    return {
+        "model": model,
+        "batch_size": batch_size,
+        "threads": threads,
+        "steps": steps,
+        "warmup_steps": warmup,
+        "pairs": pairs,
+        "raw_step_ms": statistics.median(raw_median),
+        "framework_step_ms": statistics.median(fw_median),
+        "extra_ms_per_step": statistics.median(extra),
+        "extra_ms_per_step_range": [min(extra), max(extra)],
+        "extra_ms_per_step_mean": statistics.median(extra_mean),
+        "pairs_extra_ms": extra,
+    }
+
+
 def variants(model: str, batch_size: int, steps: int, warmup: int, threads: int) -> list[dict]:
     """Framework throughput with each speed option on, next to a run with the defaults."""
     rows = []
@@ -243,17 +289,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["compare", "raw"])
+    parser.add_argument("mode", choices=["compare", "overhead", "raw"])
     parser.add_argument("--model", choices=list(MODEL_OVERRIDES), default="vae")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="compare: runs per side; overhead: pairs")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.mode == "raw":
         result = raw_loop(args.model, args.batch_size, args.steps)
+    elif args.mode == "overhead":
+        result = overhead(args.model, args.batch_size, args.steps, args.warmup, args.repeats, args.threads)
     else:
         result = compare(args.model, args.batch_size, args.steps, args.warmup, args.repeats, args.threads)
     text = json.dumps(result, indent=2)
