@@ -412,10 +412,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     study = Study(log_dir, args.threads, SMOKE if args.smoke else FULL)
     results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {"parts": {}}
     for part in ("a", "b", "c") if args.part == "all" else (args.part,):
         started = time.perf_counter()
         result = {"a": part_a, "b": part_b}[part](study) if part != "c" else part_c(study, out)
+        # Re-read: parts run side by side (one core each) share results.json; keep what the others wrote.
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {"parts": {}}
         results["parts"][part] = {
             "result": result,
             "wall_seconds": time.perf_counter() - started,
