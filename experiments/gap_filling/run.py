@@ -40,7 +40,7 @@ TRAIN = ["data=mnist", "seed=12345", "trainer.enable_progress_bar=false", "logge
 # As experiments/synthetic_mnist: val/fid every 5 epochs picks best.ckpt ((a) and (c)).
 EVERY_5 = [
     "metrics.every_n_epochs=5",
-    "callbacks.model_checkpoint.every_n_epochs=5",
+    "+callbacks.model_checkpoint.every_n_epochs=5",  # not in conf/callbacks/default.yaml: added
     "callbacks.samples.every_n_epochs=5",
 ]
 
