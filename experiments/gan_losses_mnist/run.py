@@ -145,6 +145,29 @@ def sample_figure(runs: dict[str, Path], path: Path) -> None:
     plt.close(fig)
 
 
+def curve_findings(results: dict) -> str:
+    """What the validation curves (mean over seeds) say about the budget, one line per model:
+    the confident share and FID at the first, best and last validation, and whether FID was still
+    falling over the last three (the evidence for "more updates would help")."""
+    lines = []
+    for row in results["comparison"]["configurations"]:
+        curves = row.get("curves", {})
+        fid, confident = curves.get("val/fid"), curves.get("val/confident_frac")
+        if not fid or not confident or len(fid["mean"]) < 3:
+            continue
+        steps, fids, shares = fid["step"], fid["mean"], confident["mean"]
+        peak = max(range(len(shares)), key=shares.__getitem__)
+        last3 = fids[-3:]
+        trend = "lower" if last3[-1] < last3[0] else "not lower"
+        lines.append(
+            f"- `{row['configuration']}`: confident share {shares[0]:.0%} at step {steps[0]}, "
+            f"{shares[-1]:.0%} at the last validation (step {steps[-1]}), highest {shares[peak]:.0%} "
+            f"(step {confident['step'][peak]}); val/fid {fids[0]:.0f} -> {fids[-1]:.0f}, {trend} at the last "
+            f"validation than two before ({', '.join(f'{v:.0f}' for v in last3)})"
+        )
+    return "\n".join(lines)
+
+
 def readme(results: dict, table: str) -> str:
     rows = {c["configuration"]: c for c in results["comparison"]["configurations"]}
     confident = []
@@ -183,6 +206,12 @@ A noise image can be classified confidently too: read it with FID, precision and
 `spread/val/fid`: standard deviation of `val/fid` over each run's last 5 validations;
 `global_step`: generator updates reached in the budget.
 
+Validation curves, mean over seeds (step: real batches seen; generator updates for all but `wgan_gp`,
+which updates its generator every 5th batch). A share still rising and an FID still falling at the end
+say the budget, not the model, limits the score:
+
+{curve_findings(results)}
+
 ![score curves: mean ± std over seeds](compare.png)
 
 ![64 samples of each model's tested checkpoint, seed {results["seeds"][0]} (cgan: digits 0-7, one per column)](samples.png)
@@ -199,7 +228,17 @@ def main() -> None:
     parser.add_argument("--log-dir", type=Path, default=None, help="where the runs go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None, help="where the results go")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every job")
+    parser.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="rewrite README.md from the results.json there, run nothing",
+    )
     args = parser.parse_args()
+    if args.readme_only:
+        out = args.out or HERE
+        results = json.loads((out / "results.json").read_text())
+        (out / "README.md").write_text(readme(results, (out / "results.md").read_text()))
+        return
     seeds = args.seeds or ([1] if args.smoke else list(SEEDS))
     extra = (SMOKE if args.smoke else []) + args.overrides
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="gan_losses_mnist_"))
