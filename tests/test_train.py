@@ -6,7 +6,9 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import ClassVar
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -171,3 +173,42 @@ def test_user_error_inside_a_run_records_a_failed_metrics_json(make_cfg, capsys)
     assert err[-1].startswith("Error: model=vae cannot produce 30x30 images")
     metrics = read_metrics_json(cfg.paths.output_dir)
     assert metrics["status"] == "failed" and "30x30" in metrics["reason"]
+
+
+class StepLossRecorder(pl.Callback):
+    """Each training batch's returned loss, and what ``callback_metrics`` hold at each epoch end."""
+
+    batches: ClassVar[list[float]] = []
+    epoch_ends: ClassVar[list[float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        StepLossRecorder.batches.append(float(outputs["loss"]))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        StepLossRecorder.epoch_ends.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_step_scalars_reach_every_logging_step_and_the_epoch_end(make_cfg) -> None:
+    """Training scalars are logged only on the steps Lightning writes (log_step_scalars): the CSV
+    still holds a row every ``log_every_n_steps``, and epoch-end readers see the last batch's value."""
+    StepLossRecorder.batches, StepLossRecorder.epoch_ends = [], []
+    overrides = [
+        *FAST_VAE,
+        "data.source=files",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=7",
+        "trainer.log_every_n_steps=3",
+        "test=false",
+        f"+callbacks.step_loss._target_={__name__}.StepLossRecorder",
+    ]
+    cfg = make_cfg("train", overrides)
+    result = train(cfg)
+    with (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open() as f:
+        rows = [row for row in csv.DictReader(f) if row.get("train/loss")]
+    # Lightning writes after batches 3, 6, 9, 12 of the 14 (its step column counts from 0).
+    assert [int(row["step"]) for row in rows] == [2, 5, 8, 11]
+    for row in rows:
+        assert float(row["train/loss"]) == pytest.approx(StepLossRecorder.batches[int(row["step"])], rel=1e-5)
+    last_of_epoch = [StepLossRecorder.batches[6], StepLossRecorder.batches[13]]
+    assert StepLossRecorder.epoch_ends == pytest.approx(last_of_epoch, rel=1e-5)
+    assert result.metrics["train/loss"] == pytest.approx(StepLossRecorder.batches[-1], rel=1e-5)

@@ -269,8 +269,7 @@ class GanModule(GenerativeModule):
         # total_batch_idx counts the real batches of the whole fit and is restored on resume.
         if (self.trainer.fit_loop.epoch_loop.total_batch_idx + 1) % self.n_critic == 0:
             logs.update(self._generator_update(optimizer_g, len(real)))
-        for key, value in logs.items():
-            self.log(key, value, prog_bar=key in ("loss/d", "loss/g"))
+        self.log_step_scalars(logs, batch_idx, prog_bar=("loss/d", "loss/g"))
         return logs
 
     def _discriminator_update(

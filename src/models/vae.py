@@ -260,9 +260,11 @@ class VaeModule(GenerativeModule):
         beta = self.current_beta()
         per_example = -log_px + beta * kl
         loss = per_example.mean()
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
-        self.log_dict(
-            {"train/recon": -log_px.mean(), "train/kl": kl.mean(), "train/beta": beta}, batch_size=len(x)
+        self.log_step_scalars(
+            {"train/loss": loss, "train/recon": -log_px.mean(), "train/kl": kl.mean(), "train/beta": beta},
+            batch_idx,
+            prog_bar=("train/loss",),
+            batch_size=len(x),
         )
         # DP-SGD clips the gradient of each example's own loss: Opacus' per-sample gradients are those
         # of a summed loss; its optimizer divides the noisy sum by the expected batch size.
