@@ -195,6 +195,11 @@ def _benchmark_written(checkout: Path, output: str) -> None:
     for row in results["overhead"]:
         assert row["raw_step_ms"] > 0 and row["framework_step_ms"] > 0
         assert row["extra_ms_per_step"] == pytest.approx(row["framework_step_ms"] - row["raw_step_ms"])
+    startup = results["startup"]
+    assert startup["model"] == "vae" and list(startup["fast_dev_run_s"]) == ["vae"]
+    for key in ("baseline_s", "imports_s", "compose_s", "data_load_s", "first_step_s"):
+        assert startup[key] > 0, key
+    assert startup["target_s"] == pytest.approx(1.5 * (startup["baseline_s"] + startup["data_load_s"]))
     options = {(row["model"], row["option"]) for row in results["options"]}
     assert options == {(m, o) for m in ("vae", "dcgan") for o in ("channels_last", "bf16-mixed", "compile")}
     assert results["export"]["png_images_per_s"] > 0

@@ -1,7 +1,8 @@
 """`make bench`: every benchmark in this folder, one results.json and one markdown table.
 
 (a) steady-state training images/s of `src.train` against a raw PyTorch loop of the same
-networks (VAE, DCGAN), (b) command-to-first-step time, (c) evaluation and export cost,
+networks (VAE, DCGAN), and its extra milliseconds per step at batch 16, (b) command-to-first-step
+time with its parts and each model's `fast_dev_run`, (c) evaluation and export cost,
 (d) peak resident memory. Timings are figures for the machine it runs on; nothing here asserts
 a speed.
 
@@ -67,6 +68,14 @@ def run_all(quick: bool) -> dict:
         )
         for model in ("vae", "dcgan")
     ]
+    # Command -> first step beside its parts and the floor (`import torch, lightning` + data load).
+    results["startup"] = training.startup(
+        "vae",
+        batch_size=128,
+        threads=torch.get_num_threads(),
+        repeats=1 if quick else 3,
+        fdr_models=("vae",) if quick else training.FDR_MODELS,
+    )
     results["options"] = [
         row
         for model in ("vae", "dcgan")
@@ -105,6 +114,24 @@ def markdown(results: dict) -> str:
             f"| {r['model']} | {r['raw_step_ms']:.2f} | {r['framework_step_ms']:.2f} "
             f"| {r['extra_ms_per_step']:.2f} ({low:.2f} to {high:.2f}) | {r['extra_ms_per_step_mean']:.2f} |"
         )
+    st = results.get("startup")
+    if st:
+        met = "met" if st["first_step_s"] <= st["target_s"] else "not met"
+        lines += [
+            "",
+            "| start-up (vae, seconds, median of fresh processes) | value |",
+            "|---|---|",
+            f'| `python -c "{training.STARTUP_BASELINE}"` (floor) | {st["baseline_s"]:.2f} |',
+            f'| `python -c "import src.train"` | {st["imports_s"]:.2f} |',
+            f"| imports + composition (`--cfg job`) | {st['compose_s']:.2f} |",
+            f"| data load (after imports) | {st['data_load_s']:.2f} |",
+            f"| command -> first step | {st['first_step_s']:.2f} |",
+            f"| of which checks, model build, Lightning set-up | {st['rest_s']:.2f} |",
+            f"| target: 1.5 x (floor + data load) | {st['target_s']:.2f} ({met}) |",
+        ]
+        lines += [
+            f"| `debug=fdr` `model={m}` end to end | {v:.1f} |" for m, v in st["fast_dev_run_s"].items()
+        ]
     lines += [
         "",
         "| option (src.train, batch 128) | img/s with it | img/s with defaults | speed-up | command -> first step |",

@@ -9,6 +9,7 @@ steps after a warm-up; validation is switched off on both sides (it is not train
 
     python -m experiments.benchmarks.training compare --model vae --steps 300
     python -m experiments.benchmarks.training overhead --model dcgan --batch-size 16 --steps 400 --warmup 100
+    python -m experiments.benchmarks.training startup --model vae --repeats 3
 """
 
 from __future__ import annotations
@@ -257,6 +258,76 @@ def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, t
     }
 
 
+STARTUP_BASELINE = "import torch, lightning"
+FDR_MODELS = ("vae", "cvae", "dcgan", "cgan", "wgan_gp", "sngan", "gan_mlp")
+
+
+def _wall_seconds(command: Sequence[str], threads: int) -> float:
+    """Wall time of one process, from launch to exit."""
+    started = time.perf_counter()
+    proc = subprocess.run(command, cwd=ROOT, env=_env(threads), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def data_load_seconds(model: str, batch_size: int) -> float:
+    """Seconds to compose, prepare and set up the training data, after the imports (run in a fresh process)."""
+    started = time.perf_counter()
+    build_module_and_data(model, batch_size)
+    return time.perf_counter() - started
+
+
+def startup(model: str, batch_size: int, threads: int, repeats: int, fdr_models: Sequence[str]) -> dict:
+    """Command -> first training step, next to its parts and to the floor any PyTorch script pays.
+
+    Each figure is the median of ``repeats`` fresh processes: ``python -c "import torch, lightning"``
+    (the floor), ``python -c "import src.train"`` (the entry point's imports), ``python -m src.train
+    ... --cfg job`` (imports + Hydra composition, no task), the training data's preparation and set-up
+    in a process that has already imported everything (``data_load_s``, which also composes and builds
+    the module), and the launch-to-first-step time of a real run (no metrics). What is left after
+    composition and data load is the run's checks, model build and Lightning's set-up. Target: the
+    first step within 1.5x of floor + data load. ``fast_dev_run_s``: ``python -m src.train model=<m>
+    data=mnist debug=fdr hardware=cpu`` end to end (the default metrics, extractor cached).
+    """
+    python = sys.executable
+    overrides = common_overrides(model, batch_size)
+
+    def median_of(measure) -> float:
+        return statistics.median(measure() for _ in range(repeats))
+
+    def data_load() -> float:
+        out = Path(tempfile.mkdtemp()) / "data_load.json"
+        command = [python, "-m", "experiments.benchmarks.training", "data-load", f"--model={model}"]
+        _wall_seconds([*command, f"--batch-size={batch_size}", f"--out={out}"], threads)
+        return float(json.loads(out.read_text())["data_load_s"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        record = {
+            "model": model,
+            "threads": threads,
+            "repeats": repeats,
+            "baseline_s": median_of(lambda: _wall_seconds([python, "-c", STARTUP_BASELINE], threads)),
+            "imports_s": median_of(lambda: _wall_seconds([python, "-c", "import src.train"], threads)),
+            "compose_s": median_of(
+                lambda: _wall_seconds([python, "-m", "src.train", *overrides, "--cfg", "job"], threads)
+            ),
+            "data_load_s": median_of(data_load),
+            "first_step_s": median_of(
+                lambda: run_framework(model, batch_size, 3, threads, workdir)["startup_s"]
+            ),
+        }
+        fdr = {}
+        for name in fdr_models:
+            command = [python, "-m", "src.train", f"model={name}", "data=mnist", "debug=fdr", "hardware=cpu"]
+            fdr[name] = _wall_seconds([*command, f"paths.log_dir={workdir / 'logs'}"], threads)
+    record["fast_dev_run_s"] = fdr
+    record["target_s"] = 1.5 * (record["baseline_s"] + record["data_load_s"])
+    record["rest_s"] = record["first_step_s"] - record["compose_s"] - record["data_load_s"]
+    return record
+
+
 def variants(model: str, batch_size: int, steps: int, warmup: int, threads: int) -> list[dict]:
     """Framework throughput with each speed option on, next to a run with the defaults."""
     rows = []
@@ -289,7 +360,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["compare", "overhead", "raw"])
+    parser.add_argument("mode", choices=["compare", "overhead", "startup", "raw", "data-load"])
     parser.add_argument("--model", choices=list(MODEL_OVERRIDES), default="vae")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
@@ -300,6 +371,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "raw":
         result = raw_loop(args.model, args.batch_size, args.steps)
+    elif args.mode == "data-load":
+        result = {"data_load_s": data_load_seconds(args.model, args.batch_size)}
+    elif args.mode == "startup":
+        result = startup(args.model, args.batch_size, args.threads, args.repeats, FDR_MODELS)
     elif args.mode == "overhead":
         result = overhead(args.model, args.batch_size, args.steps, args.warmup, args.repeats, args.threads)
     else:
