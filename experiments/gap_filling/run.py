@@ -245,6 +245,26 @@ def _arms_table(report: dict[str, Any]) -> str:
     return table
 
 
+def collect_figures(results: dict[str, Any], out: Path) -> None:
+    """Copy each augmentation report's plot (accuracy against the synthetic ratio, one line per arm,
+    written by ``src.evaluate_dataset`` beside the pool) here, and record its name in the entry."""
+    entries = [
+        (f"a_{name}", e)
+        for name, e in results["parts"].get("a", {}).get("result", {}).get("models", {}).items()
+    ]
+    for per_class, models in results["parts"].get("b", {}).get("result", {}).get("sizes", {}).items():
+        entries += [(f"b_{per_class}_{name}", e) for name, e in models.items()]
+    for key, entry in entries:
+        plot = Path(f"{entry['pool']}.augmentation.png")
+        if plot.is_file():
+            shutil.copyfile(plot, out / f"{key}_augmentation.png")
+            entry["figure"] = f"{key}_augmentation.png"
+
+
+def _figure(entry: dict[str, Any], caption: str) -> str:
+    return f"![{caption}]({entry['figure']})\n\n" if entry.get("figure") else ""
+
+
 def _status(ok: bool | None) -> str:
     return "not measured" if ok is None else ("met" if ok else "not met")
 
@@ -278,6 +298,7 @@ def section_a(result: dict[str, Any] | None) -> str:
             f"images (synthetic per class: {fill_export.get('synthetic', {}).get('per_class')}).\n\n"
         )
         text += _arms_table(report) + "\n"
+        text += _figure(entry, f"{name}: accuracy against the synthetic ratio, one line per arm")
         text += (
             f"Targets: rare-class recall of real + fill >= real only + 10 points: **{_status(recall_ok)}**; "
             f"balanced accuracy >= real only + 2 points and not below real + classic: **{_status(bal_ok)}**.\n\n"
@@ -298,6 +319,7 @@ def section_b(result: dict[str, Any] | None) -> str:
             report = entry["report"]
             arms = report["arms"]
             text += f"### {per_class} images per class, {name}\n\n" + _arms_table(report) + "\n"
+            text += _figure(entry, f"{per_class} per class, {name}: accuracy against the synthetic ratio")
             if per_class == "10" and "real+synthetic x1" in arms:
                 ok = arms["real+synthetic x1"]["accuracy"]["mean"] > arms["real"]["accuracy"]["mean"]
                 text += f"Target (10 per class: real + synthetic x1 beats real only): **{_status(ok)}**.\n\n"
@@ -406,7 +428,19 @@ def main() -> None:
         default=None,
         help="results.json, README.md, figures (default: here; --smoke: a temp dir)",
     )
+    parser.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="rewrite README.md (and copy the plots) from results.json, run nothing",
+    )
     args = parser.parse_args()
+    if args.readme_only:
+        out = args.out or HERE
+        results = json.loads((out / "results.json").read_text())
+        collect_figures(results, out)
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (out / "README.md").write_text(readme(results))
+        return
     out = args.out or (Path(tempfile.mkdtemp(prefix="gap_filling_smoke_")) if args.smoke else HERE)
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="gap_filling_runs_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -425,6 +459,7 @@ def main() -> None:
             "smoke": args.smoke,
             "log_dir": str(log_dir),
         }
+        collect_figures(results, out)
         results_path.write_text(json.dumps(results, indent=2) + "\n")
         (out / "README.md").write_text(readme(results))
         print(
