@@ -408,6 +408,7 @@ domain classifier, {FULL["classifier_epochs"]} epochs, epoch chosen on the val s
 NAS is the Naive Augmentation Score (Ravuri & Vinyals 2019), accuracy minus real-only accuracy.
 
 Measured: {timing or "nothing yet"}{f". Machine: {machine} (the study process)" if machine else ""}.
+A part's wall time is its own, measured while other parts may run beside it on the same cores.
 
 {section_a(parts.get("a", {}).get("result"))}
 {section_b(parts.get("b", {}).get("result"))}
