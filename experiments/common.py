@@ -99,3 +99,84 @@ def mean_std(values: Sequence[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3g}"
     return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
+
+
+# The share of samples a classifier is sure of (val/confident_frac's default threshold).
+CONFIDENT_P = 0.9
+
+
+def run_train_job(overrides: Sequence[str], log_dir: Path, run_dir: Path) -> tuple[Path, float]:
+    """``python -m src.train <overrides>`` on one thread, into ``run_dir``; the run dir and wall time.
+
+    The log goes to ``<run_dir>.log``; a failed run raises with that path.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "src.train",
+        *overrides,
+        f"paths.log_dir={log_dir}",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir.parent / f"{run_dir.name}.log"
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {proc.returncode}); log: {log_path}")
+    return run_dir, seconds
+
+
+def run_config(run_dir: Path) -> dict:
+    """The resolved config a run stored in its tested checkpoint."""
+    from src.models.checkpoint import CONFIG_KEY, read_checkpoint
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return read_checkpoint(metrics["protocol"]["tested_checkpoint"])[CONFIG_KEY]
+
+
+def real_confident_share(run_dir: Path) -> dict[str, float]:
+    """The domain classifier's share of real test images classified with p >= 0.9 (the reference)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from src.metrics import load_extractor
+    from src.runtime.build import build_datamodule
+
+    cfg = OmegaConf.create(run_config(run_dir))
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    extractor = load_extractor(datamodule, cfg.paths.cache_dir)
+    images, _ = datamodule.split("test")
+    with torch.no_grad():
+        probabilities = torch.softmax(extractor.classify(images.cpu()).double(), dim=1)
+    return {"confident_frac": float((probabilities.amax(1) >= CONFIDENT_P).double().mean()), "n": len(images)}
+
+
+def sample_figure(runs: dict[str, Path], path: Path) -> None:
+    """64 samples of each model's tested checkpoint (first seed; EMA generator where there is one)."""
+    import matplotlib
+    import torch
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    from src.models.base import GenerativeModule
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(3 * len(runs), 3.3), dpi=110, squeeze=False)
+    for ax, (model_name, run_dir) in zip(axes[0], runs.items()):
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        checkpoint = metrics["protocol"].get("tested_checkpoint") or run_dir / "checkpoints" / "last.ckpt"
+        model = GenerativeModule.from_checkpoint(checkpoint)
+        labels = torch.arange(64) % 8 if model.num_classes else None
+        images = model.sample(64, labels=labels, generator=torch.Generator().manual_seed(0)).cpu()
+        ax.imshow(make_grid(images, nrow=8, padding=1).permute(1, 2, 0).numpy())
+        ax.set_title(f"model={model_name}", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
-
-from experiments.common import ROOT, machine_description
+from experiments.common import (
+    CONFIDENT_P,
+    machine_description,
+    real_confident_share,
+    run_config,
+    run_train_job,
+    sample_figure,
+)
 from src.metrics.compare import compare_runs, markdown, write_comparison
 
 HERE = Path(__file__).resolve().parent
@@ -66,83 +68,11 @@ SMOKE = [
     "metrics.n_fake_val=200",
     "metrics.n_fake_test=200",
 ]
-CONFIDENCE = 0.9
 
 
 def run_job(model: str, seed: int, log_dir: Path, extra: list[str]) -> tuple[Path, float]:
     """``python -m src.train <model's overrides> seed=<seed>`` on one thread; its run dir and wall time."""
-    run_dir = log_dir / model / f"seed{seed}"
-    command = [
-        sys.executable,
-        "-m",
-        "src.train",
-        *MODELS[model],
-        f"seed={seed}",
-        f"paths.log_dir={log_dir}",
-        f"hydra.run.dir={run_dir}",
-        *extra,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with open(run_dir.parent / f"seed{seed}.log", "w") as log:
-        proc = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(command)} failed (exit {proc.returncode}); log: {run_dir.parent}/seed{seed}.log"
-        )
-    return run_dir, seconds
-
-
-def run_config(run_dir: Path) -> dict:
-    """The resolved config a run stored in its tested checkpoint."""
-    from src.models.checkpoint import CONFIG_KEY, read_checkpoint
-
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return read_checkpoint(metrics["protocol"]["tested_checkpoint"])[CONFIG_KEY]
-
-
-def real_confident_share(run_dir: Path) -> dict[str, float]:
-    """The domain classifier's share of real test images classified with p >= 0.9 (the reference)."""
-    from omegaconf import OmegaConf
-
-    from src.metrics import load_extractor
-    from src.runtime.build import build_datamodule
-
-    cfg = OmegaConf.create(run_config(run_dir))
-    datamodule = build_datamodule(cfg)
-    datamodule.prepare_data()
-    extractor = load_extractor(datamodule, cfg.paths.cache_dir)
-    images, _ = datamodule.split("test")
-    with torch.no_grad():
-        probabilities = torch.softmax(extractor.classify(images.cpu()).double(), dim=1)
-    return {"confident_frac": float((probabilities.amax(1) >= CONFIDENCE).double().mean()), "n": len(images)}
-
-
-def sample_figure(runs: dict[str, Path], path: Path) -> None:
-    """64 samples of each model's tested checkpoint (first seed; EMA generator where there is one)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torchvision.utils import make_grid
-
-    from src.models.base import GenerativeModule
-
-    fig, axes = plt.subplots(1, len(runs), figsize=(3 * len(runs), 3.3), dpi=110)
-    for ax, (model_name, run_dir) in zip(axes, runs.items()):
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        checkpoint = metrics["protocol"].get("tested_checkpoint") or run_dir / "checkpoints" / "last.ckpt"
-        model = GenerativeModule.from_checkpoint(checkpoint)
-        labels = torch.arange(64) % 8 if model.num_classes else None
-        images = model.sample(64, labels=labels, generator=torch.Generator().manual_seed(0)).cpu()
-        ax.imshow(make_grid(images, nrow=8, padding=1).permute(1, 2, 0).numpy())
-        ax.set_title(f"model={model_name}", fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return run_train_job([*MODELS[model], f"seed={seed}", *extra], log_dir, log_dir / model / f"seed{seed}")
 
 
 def curve_findings(results: dict) -> str:
@@ -201,7 +131,7 @@ Measured on: {results["machine"]}; wall time of the study {results["wall_seconds
 
 {table}
 `test/confident_frac`: share of samples the domain classifier assigns to one class with
-p >= {CONFIDENCE} (real test images: {results["real_confident"]["confident_frac"]:.1%}); by model: {reached}.
+p >= {CONFIDENT_P} (real test images: {results["real_confident"]["confident_frac"]:.1%}); by model: {reached}.
 A noise image can be classified confidently too: read it with FID, precision and the samples.
 `spread/val/fid`: standard deviation of `val/fid` over each run's last 5 validations;
 `global_step`: generator updates reached in the budget.
