@@ -18,14 +18,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # The conditional GAN the MNIST studies share: DCGAN networks (conditional batch norm in G,
-# projection D), one discriminator update per generator update, Adam 8e-4 (why: the
-# synthetic_mnist study's README and run.py).
+# projection D), one discriminator update per generator update, Adam 8e-4 with betas (0, 0.9) (why:
+# the synthetic_mnist study's README and run.py). The betas are the ones these studies ran with,
+# stated since model=cgan's default became (0.5, 0.999).
 CGAN_RECIPE = [
     "model=cgan",
     "model.arch=dcgan",
     "model.n_critic=1",
     "model.optimizer_g.lr=0.0008",
     "model.optimizer_d.lr=0.0008",
+    "model.optimizer_g.betas=[0.0,0.9]",
+    "model.optimizer_d.betas=[0.0,0.9]",
 ]
 
 

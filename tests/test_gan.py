@@ -67,6 +67,49 @@ def test_fast_dev_run_of_every_gan_on_every_data_option(
     assert result.metrics["global_step"] == 1
 
 
+# Each GAN's default budget (conf/trainer/budget/): generator updates, whole epochs of the bundled
+# MNIST subset (4,000 images, 31 batches of 128), so the last update ends a validated epoch.
+DEFAULT_BUDGETS = {"dcgan": 4030, "gan_mlp": 3100, "wgan_gp": 2046, "sngan": 6200, "cgan": 6200}
+BUNDLED_BATCHES_PER_EPOCH = 4000 // 128
+
+
+@pytest.mark.parametrize("model", GANS)
+def test_each_gan_has_a_default_budget_in_generator_updates_that_the_command_line_overrides(
+    make_cfg, model: str
+) -> None:
+    cfg = make_cfg("train", [f"model={model}"], fast=False)
+    updates = DEFAULT_BUDGETS[model]
+    assert (cfg.trainer.max_steps, cfg.trainer.max_epochs) == (updates, -1)
+    assert cfg.data.batch_size == 128
+    assert updates * cfg.model.n_critic % BUNDLED_BATCHES_PER_EPOCH == 0
+    assert make_cfg("train", [f"model={model}", "trainer.max_steps=7"], fast=False).trainer.max_steps == 7
+    short = make_cfg("train", [f"model={model}", "trainer.max_epochs=2"], fast=False).trainer
+    assert (short.max_epochs, short.max_steps) == (2, updates)
+    vae = make_cfg("train", ["model=vae"], fast=False).trainer
+    assert (vae.max_epochs, vae.max_steps) == (10, -1)
+
+
+RESNET = [(m, d) for m in ("sngan", "cgan") for d in ("mnist", "cifar10", "image_folder")]
+
+
+@pytest.mark.parametrize(("model", "data"), RESNET, ids=[f"{m}-resnet-{d}" for m, d in RESNET])
+def test_the_resnet_recipe_of_sngan_and_cgan_trains(
+    make_cfg, image_root: Path, model: str, data: str
+) -> None:
+    # The papers' ResNet networks with 5 critic updates (the defaults are the CPU-sized DCGAN stack).
+    overrides = [
+        f"model={model}",
+        *FAST_GAN,
+        *_data(data, image_root),
+        "model.arch=resnet",
+        "model.n_critic=5",
+    ]
+    budget = ["trainer.limit_train_batches=5", "trainer.max_epochs=1", "data.batch_size=2"]
+    result = train(make_cfg("train", [*overrides, *budget]))
+    assert result.metrics["global_step"] == 1
+    assert math.isfinite(result.metrics["loss/g"])
+
+
 MNIST = DATASETS["mnist"]
 
 
@@ -199,6 +242,21 @@ def test_epoch_without_a_generator_update_still_leaves_last_ckpt(make_cfg) -> No
     assert checkpoint["epoch"] == 0
 
 
+def test_a_gan_resumed_under_its_step_budget_continues_to_exactly_that_many_updates(make_cfg) -> None:
+    # The default budgets are max_steps with max_epochs=-1; a requeued or resumed run must make
+    # the remaining generator updates, not stop early nor train one epoch more.
+    common = ["model=wgan_gp", *FAST_GAN, *DATASETS["ring8"], "model.n_critic=2", "test=false"]
+    common += ["trainer.limit_train_batches=6"]
+    first = make_cfg("train", [*common, "trainer.max_epochs=1"])
+    train(first)
+    assert first.trainer.max_steps == 2046  # the default budget, cut here by max_epochs=1
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    resumed = make_cfg(
+        "train", [*common, "trainer.max_epochs=-1", "trainer.max_steps=7", f"ckpt_path={last}"]
+    )
+    assert train(resumed).metrics["global_step"] == 7
+
+
 def test_resume_restores_both_optimizers_the_ema_and_the_step_count(make_cfg) -> None:
     common = [
         "model=wgan_gp",
@@ -207,6 +265,7 @@ def test_resume_restores_both_optimizers_the_ema_and_the_step_count(make_cfg) ->
         "model.n_critic=2",
         "model.ema=true",
         "test=false",
+        "trainer.max_steps=-1",  # epochs decide (resuming under max_steps: the next test)
     ]
     first = make_cfg("train", [*common, "trainer.max_epochs=1", "trainer.limit_train_batches=6"])
     train(first)

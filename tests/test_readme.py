@@ -191,7 +191,7 @@ def _benchmark_written(checkout: Path, output: str) -> None:
         assert row["framework_images_per_s"] > 0 and row["raw_images_per_s"] > 0
         assert row["ratio"] == pytest.approx(row["framework_images_per_s"] / row["raw_images_per_s"])
         assert row["startup_s"] > 0 and row["framework_peak_rss_mb"] > 0
-    assert [row["model"] for row in results["overhead"]] == ["vae", "dcgan"]
+    assert [row["model"] for row in results["overhead"]] == ["vae", "dcgan", "wgan_gp"]
     for row in results["overhead"]:
         assert row["raw_step_ms"] > 0 and row["framework_step_ms"] > 0
         assert row["extra_ms_per_step"] == pytest.approx(row["framework_step_ms"] - row["raw_step_ms"])

@@ -25,6 +25,10 @@ import torch
 from experiments.benchmarks import eval_cost, export, training
 
 HERE = Path(__file__).resolve().parent
+# The targets each row is held to (issue "Performance"); the tables state met / not met.
+RATIO_TARGET = 0.97
+EXTRA_MS_TARGET = 0.3
+EXPORT_TARGET = 5000
 
 
 def machine() -> dict:
@@ -56,7 +60,8 @@ def run_all(quick: bool) -> dict:
         )
         for model in ("vae", "dcgan")
     ]
-    # Batch 16: a step's compute is a few milliseconds, so the framework's own cost shows.
+    # Batch 16: a step's compute is a few milliseconds, so the framework's own cost shows. wgan_gp:
+    # n_critic=5 with a gradient penalty, a generator update every fifth step.
     results["overhead"] = [
         training.overhead(
             model,
@@ -66,7 +71,7 @@ def run_all(quick: bool) -> dict:
             pairs=1 if quick else 3,
             threads=torch.get_num_threads(),
         )
-        for model in ("vae", "dcgan")
+        for model in ("vae", "dcgan", "wgan_gp")
     ]
     # Command -> first step beside its parts and the floor (`import torch, lightning` + data load).
     results["startup"] = training.startup(
@@ -95,28 +100,38 @@ def markdown(results: dict) -> str:
         f"Machine: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with {m['torch_threads']} threads, "
         f"GPU: {m['gpu'] or 'none'}. Benchmark wall time {results['wall_seconds']:.0f} s.",
         "",
-        "| training (batch 128) | src.train img/s | raw loop img/s | ratio | command -> first step | peak RSS (train / raw) |",
+        f"| training (batch 128) | src.train img/s | raw loop img/s | ratio (target >= {RATIO_TARGET}) "
+        "| command -> first step | peak memory (train / raw) |",
         "|---|---|---|---|---|---|",
     ]
     for r in results["training"]:
         lines.append(
-            f"| {r['model']} | {r['framework_images_per_s']:.0f} | {r['raw_images_per_s']:.0f} | {r['ratio']:.3f} "
-            f"| {r['startup_s']:.1f} s | {r['framework_peak_rss_mb']:.0f} / {r['raw_peak_rss_mb']:.0f} MB |"
+            f"| {r['model']} | {r['framework_images_per_s']:.0f} | {r['raw_images_per_s']:.0f} "
+            f"| {r['ratio']:.3f} ({_status(r['ratio'] >= RATIO_TARGET)}) "
+            f"| {r['startup_s']:.1f} s | {r['framework_peak_rss_mb']:.0f} / {r['raw_peak_rss_mb']:.0f} MB"
+            + (
+                f"; device {r['framework_peak_device_mb']:.0f} / {r['raw_peak_device_mb']:.0f} MB |"
+                if "framework_peak_device_mb" in r
+                else " |"
+            )
         )
     lines += [
         "",
-        "| per-step cost (batch 16) | raw loop ms/step | src.train ms/step | extra ms/step, median (range over pairs) | extra ms/step incl. per-epoch work |",
+        "| per-step cost (batch 16) | raw loop ms/step | src.train ms/step "
+        f"| extra ms/step, median (range over pairs; target <= {EXTRA_MS_TARGET}) | extra ms/step incl. per-epoch work |",
         "|---|---|---|---|---|",
     ]
     for r in results.get("overhead", []):
         low, high = r["extra_ms_per_step_range"]
+        label = f"{r['model']} (n_critic=5)" if r["model"] == "wgan_gp" else r["model"]
         lines.append(
-            f"| {r['model']} | {r['raw_step_ms']:.2f} | {r['framework_step_ms']:.2f} "
-            f"| {r['extra_ms_per_step']:.2f} ({low:.2f} to {high:.2f}) | {r['extra_ms_per_step_mean']:.2f} |"
+            f"| {label} | {r['raw_step_ms']:.2f} | {r['framework_step_ms']:.2f} "
+            f"| {r['extra_ms_per_step']:.2f} ({low:.2f} to {high:.2f}; "
+            f"{_status(r['extra_ms_per_step'] <= EXTRA_MS_TARGET)}) | {r['extra_ms_per_step_mean']:.2f} |"
         )
     st = results.get("startup")
     if st:
-        met = "met" if st["first_step_s"] <= st["target_s"] else "not met"
+        met = _status(st["first_step_s"] <= st["target_s"])
         lines += [
             "",
             "| start-up (vae, seconds, median of fresh processes) | value |",
@@ -150,7 +165,14 @@ def markdown(results: dict) -> str:
     x = results["export"]
     lines += ["", "| export (28x28) | value |", "|---|---|"]
     lines += [f"| {key} | {_fmt(value)} |" for key, value in x.items()]
+    lines.append(
+        f"| target: png_images_per_s >= {EXPORT_TARGET} | {_status(x['png_images_per_s'] >= EXPORT_TARGET)} |"
+    )
     return "\n".join(lines) + "\n"
+
+
+def _status(met: bool) -> str:
+    return "met" if met else "not met"
 
 
 def _fmt(value) -> str:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 
 
 class StepTimer(pl.Callback):
@@ -40,11 +41,14 @@ class StepTimer(pl.Callback):
 
 
 def timing_record(first_step_wall: float | None, step_ends: list[float]) -> dict:
-    return {
+    record = {
         "first_step_wall": first_step_wall,
         "step_ends": step_ends,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    if torch.cuda.is_available():
+        record["peak_device_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return record
 
 
 def steady_throughput(step_ends: list[float], batch_size: int, warmup: int) -> float:

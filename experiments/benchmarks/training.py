@@ -31,7 +31,10 @@ import torch
 from experiments.benchmarks.timing import steady_throughput, timing_record
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_OVERRIDES = {"vae": ["model=vae"], "dcgan": ["model=dcgan"]}
+# wgan_gp: the GAN with n_critic=5 and a gradient penalty (a generator update every fifth step).
+MODEL_OVERRIDES = {"vae": ["model=vae"], "dcgan": ["model=dcgan"], "wgan_gp": ["model=wgan_gp"]}
+# Real batches per `global_step` (`trainer.max_steps` counts generator updates): the model's n_critic.
+BATCHES_PER_STEP = {"wgan_gp": 5}
 # The speed options of `hardware` / `trainer`, each measured against the framework's defaults.
 VARIANTS = {
     "channels_last": ["hardware.channels_last=true"],
@@ -65,7 +68,7 @@ def run_framework(
         "-m",
         "src.train",
         *common_overrides(model, batch_size),
-        f"trainer.max_steps={steps}",
+        f"trainer.max_steps={-(-steps // BATCHES_PER_STEP.get(model, 1))}",
         "trainer.max_epochs=-1",
         "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0",
@@ -132,7 +135,7 @@ def raw_loop(model: str, batch_size: int, steps: int) -> dict:
     torch.manual_seed(0)
     module, x, y = build_module_and_data(model, batch_size)
     module.train()
-    step_fn = {"vae": _vae_step, "dcgan": _gan_step}[model](module)
+    step_fn = (_vae_step if model == "vae" else _gan_step)(module)
     generator = torch.Generator().manual_seed(0)
     step_ends: list[float] = []
     first_step_wall = None
@@ -163,19 +166,25 @@ def _vae_step(module):
 
 
 def _gan_step(module):
-    """One discriminator and one generator update (n_critic=1), as the DCGAN config trains."""
+    """One discriminator update per real batch (with the config's penalties), and a generator update
+    every ``n_critic``-th batch, as `GanModule.training_step` trains."""
     optimizer_g = module.optimizer_g(params=module.generator.parameters())
     optimizer_d = module.optimizer_d(params=module.discriminator.parameters())
     generator, discriminator, loss = module.generator, module.discriminator, module.loss
+    batches = itertools.count(1)
 
     def step(real: torch.Tensor, y: torch.Tensor) -> None:
         n = len(real)
         with torch.no_grad():
             fake = generator(module.sample_latents(n), None)
         d_loss = loss.discriminator(discriminator(real, None), discriminator(fake, None))
+        for penalty in module.penalties:
+            d_loss = d_loss + penalty(lambda x: discriminator(x, None), real, fake, None)
         optimizer_d.zero_grad(set_to_none=True)
         d_loss.backward()
         optimizer_d.step()
+        if next(batches) % module.n_critic:
+            return
         discriminator.requires_grad_(False)
         g_loss = loss.generator(discriminator(generator(module.sample_latents(n), None), None))
         optimizer_g.zero_grad(set_to_none=True)
@@ -211,6 +220,15 @@ def compare(model: str, batch_size: int, steps: int, warmup: int, repeats: int, 
         "startup_s": statistics.median(r["startup_s"] for r in framework),
         "framework_peak_rss_mb": max(r["peak_rss_mb"] for r in framework),
         "raw_peak_rss_mb": max(r["peak_rss_mb"] for r in raw),
+        # On a GPU: torch's peak allocated device memory, each side.
+        **(
+            {
+                "framework_peak_device_mb": max(r["peak_device_mb"] for r in framework),
+                "raw_peak_device_mb": max(r["peak_device_mb"] for r in raw),
+            }
+            if "peak_device_mb" in raw[0]
+            else {}
+        ),
     }
 
 

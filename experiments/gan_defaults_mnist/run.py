@@ -73,7 +73,7 @@ def readme(results: dict) -> str:
     for model in MODELS:
         r = results["models"].get(model)
         if r is None:
-            rows.append([f"`model={model}`", "not run yet", "", "", "", "", "", ""])
+            rows.append([f"`model={model}`", "not run yet", "", "", "", "", "", "", ""])
             continue
         s = r["scores"]
         rows.append(
@@ -81,6 +81,7 @@ def readme(results: dict) -> str:
                 f"`model={model}`",
                 f"{r['budget_generator_updates']:,}",
                 f"{r['generator_updates']:,}",
+                f"{r['tested_checkpoint_step']:,}",
                 f"{r['wall_seconds'] / 60:.1f} min",
                 f"{s['test/fid']:.1f}",
                 f"{s['test/confident_frac']:.1%}",
@@ -93,6 +94,7 @@ def readme(results: dict) -> str:
             "command (+ `data=mnist seed=1`)",
             "default budget (generator updates)",
             "made",
+            "best.ckpt (tested) at",
             "wall time",
             "test FID",
             "confident",
