@@ -103,6 +103,13 @@ def readme(results: dict) -> str:
         ],
         rows,
     )
+    missing = [m for m in MODELS if m not in results["models"]]
+    pending = (
+        f"\nNot run yet: {', '.join(f'`model={m}`' for m in missing)}; "
+        f"`python -m experiments.gan_defaults_mnist.run --models {' '.join(missing)}` adds them.\n"
+        if missing
+        else ""
+    )
     figures = " ".join(f"![{m}](samples_{m}.png)" for m in MODELS if m in results["models"])
     real = results.get("real_confident")
     real_line = f" (real test images: {real['confident_frac']:.1%})" if real else ""
@@ -116,7 +123,7 @@ Machine: {results["machine"]}; one CPU thread per job, {results["parallel"]} job
 The wall time is the whole command (start-up, training, every validation, test).
 
 {table}
-
+{pending}
 "confident": share of samples the domain classifier assigns to one class with p >= {CONFIDENT_P}{real_line}.
 Samples of each tested checkpoint (64, seed 0; class-conditional models: classes 0-7 by column):
 
