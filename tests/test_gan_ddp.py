@@ -25,6 +25,7 @@ GAN = [
     "model.ema_decay=0.9",
     "model.monitor=null",
     "trainer.limit_train_batches=4",
+    "trainer.max_steps=-1",  # epochs decide, also on resuming (README: "How long a GAN needs")
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
     "trainer.enable_progress_bar=false",
