@@ -33,8 +33,6 @@ from experiments.benchmarks.timing import steady_throughput, timing_record
 ROOT = Path(__file__).resolve().parents[2]
 # wgan_gp: the GAN with n_critic=5 and a gradient penalty (a generator update every fifth step).
 MODEL_OVERRIDES = {"vae": ["model=vae"], "dcgan": ["model=dcgan"], "wgan_gp": ["model=wgan_gp"]}
-# Real batches per `global_step` (`trainer.max_steps` counts generator updates): the model's n_critic.
-BATCHES_PER_STEP = {"wgan_gp": 5}
 # The speed options of `hardware` / `trainer`, each measured against the framework's defaults.
 VARIANTS = {
     "channels_last": ["hardware.channels_last=true"],
@@ -68,7 +66,8 @@ def run_framework(
         "-m",
         "src.train",
         *common_overrides(model, batch_size),
-        f"trainer.max_steps={-(-steps // BATCHES_PER_STEP.get(model, 1))}",
+        # `max_steps` counts generator updates for GANs: n_critic real batches each.
+        f"trainer.max_steps={-(-steps // batches_per_step(model, batch_size))}",
         "trainer.max_epochs=-1",
         "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0",
@@ -107,11 +106,10 @@ def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path
     return json.loads(out.read_text())
 
 
-def build_module_and_data(model: str, batch_size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """The module `src.train` would build for these overrides, and the training split it would use."""
+def run_config(model: str, batch_size: int):
+    """The config `src.train` composes for these overrides, with a throwaway output directory."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import instantiate
     from omegaconf import open_dict
 
     from src.runtime.entry import CONFIG_DIR
@@ -123,6 +121,19 @@ def build_module_and_data(model: str, batch_size: int) -> tuple[torch.nn.Module,
         cfg.paths.root_dir = str(ROOT)
         cfg.paths.output_dir = tempfile.mkdtemp()
         del cfg["hydra"]
+    return cfg
+
+
+def batches_per_step(model: str, batch_size: int) -> int:
+    """Real batches per `global_step`: a GAN's n_critic, 1 for the VAE."""
+    return int(run_config(model, batch_size).model.get("n_critic", 1))
+
+
+def build_module_and_data(model: str, batch_size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The module `src.train` would build for these overrides, and the training split it would use."""
+    from hydra.utils import instantiate
+
+    cfg = run_config(model, batch_size)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup()
