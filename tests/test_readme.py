@@ -110,6 +110,7 @@ class Case:
     check: Callable[[Path, str], None] | None = None
     before: Callable[[Path], None] | None = None
     cwd_elsewhere: bool = False
+    timeout: int = TIMEOUT  # seconds; a hang, not a speed limit
 
 
 def _status_ok(checkout: Path, output: str) -> None:
@@ -215,7 +216,8 @@ CASES: dict[str, Case] = {
     "make install": Case(),
     "make lint": Case(),
     "make format": Case(),
-    "make bench": Case(budget=["--quick"], check=_benchmark_written),
+    # ~25 fresh processes (every row's both sides): ~15 minutes on the 2-core VM on a slow day.
+    "make bench": Case(budget=["--quick"], check=_benchmark_written, timeout=2400),
     "make clean": Case("skip", reason="run last, by test_make_clean_removes_the_outputs"),
     'make train ARGS="model=cvae trainer.max_epochs=3"': Case(budget=train_budget),
     # Commands and examples
@@ -393,14 +395,16 @@ class Checkout:
             )
         return command.replace("<dir>", "synthetic/mnist_cvae")
 
-    def run(self, command: str, extra: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, command: str, extra: list[str], cwd: Path | None = None, timeout: int = TIMEOUT
+    ) -> subprocess.CompletedProcess:
         args = _shell_args(command)
         if args[0] == "make":
             args = _make_args(args, extra)
         elif args[0] == "python":
             args = [sys.executable, *args[1:], *extra]
         return subprocess.run(
-            args, cwd=cwd or self.root, env=self.env(), capture_output=True, text=True, timeout=TIMEOUT
+            args, cwd=cwd or self.root, env=self.env(), capture_output=True, text=True, timeout=timeout
         )
 
 
@@ -482,7 +486,7 @@ def test_readme_command_runs_as_printed(checkout: Checkout, command: str, tmp_pa
     expect_gpu_error = case.gpu and not gpu_here
     multirun = " -m " in f" {command.split('src.train', 1)[-1]} "
     cwd = tmp_path if case.cwd_elsewhere else None
-    result = checkout.run(filled, _budget(case, command), cwd=cwd)
+    result = checkout.run(filled, _budget(case, command), cwd=cwd, timeout=case.timeout)
     output = result.stdout + result.stderr
     if case.kind == "error" or (expect_gpu_error and not multirun):
         assert result.returncode != 0, output[-3000:]

@@ -66,8 +66,8 @@ def run_all(quick: bool) -> dict:
         training.overhead(
             model,
             batch_size=16,
-            steps=steps * 2,
-            warmup=warmup * 2,
+            steps=steps if quick else steps * 2,
+            warmup=warmup if quick else warmup * 2,
             pairs=1 if quick else 3,
             threads=torch.get_num_threads(),
         )
