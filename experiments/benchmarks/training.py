@@ -106,7 +106,7 @@ def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path
     return json.loads(out.read_text())
 
 
-def run_config(model: str, batch_size: int):
+def composed_config(model: str, batch_size: int):
     """The config `src.train` composes for these overrides, with a throwaway output directory."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
@@ -126,14 +126,14 @@ def run_config(model: str, batch_size: int):
 
 def batches_per_step(model: str, batch_size: int) -> int:
     """Real batches per `global_step`: a GAN's n_critic, 1 for the VAE."""
-    return int(run_config(model, batch_size).model.get("n_critic", 1))
+    return int(composed_config(model, batch_size).model.get("n_critic", 1))
 
 
 def build_module_and_data(model: str, batch_size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """The module `src.train` would build for these overrides, and the training split it would use."""
     from hydra.utils import instantiate
 
-    cfg = run_config(model, batch_size)
+    cfg = composed_config(model, batch_size)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup()

@@ -27,11 +27,10 @@ from experiments.common import (
     machine_description,
     markdown_table,
     real_confident_share,
-    run_config,
     run_train_job,
     sample_figure,
 )
-from src.models.checkpoint import read_checkpoint
+from src.models.checkpoint import CONFIG_KEY, read_checkpoint
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("gan_mlp", "dcgan", "wgan_gp", "sngan", "cgan")
@@ -52,16 +51,18 @@ def run_model(model: str, log_dir: Path, extra: list[str]) -> dict:
         [f"model={model}", "data=mnist", f"seed={SEED}", *extra], log_dir, log_dir / model
     )
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    trainer = run_config(run_dir)["trainer"]
+    # One read of the tested checkpoint: its step and the run config stored in it.
+    tested = read_checkpoint(metrics["protocol"]["tested_checkpoint"])
+    config = tested[CONFIG_KEY]
     return {
         "command": f"python -m src.train model={model} data=mnist seed={SEED}",
         "overrides": extra,
         "wall_seconds": seconds,
-        "budget_generator_updates": trainer["max_steps"],
-        "batch_size": run_config(run_dir)["data"]["batch_size"],
+        "budget_generator_updates": config["trainer"]["max_steps"],
+        "batch_size": config["data"]["batch_size"],
         "generator_updates": metrics["global_step"],
         "epochs": metrics["epoch"],
-        "tested_checkpoint_step": read_checkpoint(metrics["protocol"]["tested_checkpoint"])["global_step"],
+        "tested_checkpoint_step": tested["global_step"],
         "scores": {name: metrics.get(name) for name in SCORES},
         "warnings": metrics.get("warnings", []),
         "run_dir": str(run_dir),
