@@ -194,8 +194,16 @@ def _benchmark_written(checkout: Path, output: str) -> None:
         assert row["startup_s"] > 0 and row["framework_peak_rss_mb"] > 0
     assert [row["model"] for row in results["overhead"]] == ["vae", "dcgan", "wgan_gp"]
     for row in results["overhead"]:
-        assert row["raw_step_ms"] > 0 and row["framework_step_ms"] > 0
+        assert row["raw_step_ms"] > 0 and row["lightning_step_ms"] > 0 and row["framework_step_ms"] > 0
+        # One round: the total is the sum of Lightning's share and this framework's own.
         assert row["extra_ms_per_step"] == pytest.approx(row["framework_step_ms"] - row["raw_step_ms"])
+        assert row["extra_ms_per_step"] == pytest.approx(
+            row["lightning_extra_ms_per_step"] + row["framework_own_extra_ms_per_step"]
+        )
+        # Lightning's profiler on the same run: per-step loop work outside the model, callbacks named.
+        profile = row["profile"]
+        assert profile["batches"] > 0 and profile["hooks_ms_per_step"] > 0
+        assert any(action.startswith("[Callback]DivergenceGuard") for action in profile["ms_per_step"])
     startup = results["startup"]
     assert startup["model"] == "vae" and list(startup["fast_dev_run_s"]) == ["vae"]
     for key in ("baseline_s", "imports_s", "compose_s", "data_load_s", "first_step_s"):

@@ -18,17 +18,19 @@ import argparse
 import itertools
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
 
-from experiments.benchmarks.timing import steady_throughput, timing_record
+from experiments.benchmarks.timing import StepTimer, steady_throughput, timing_record
 
 ROOT = Path(__file__).resolve().parents[2]
 # wgan_gp: the GAN with n_critic=5 and a gradient penalty (a generator update every fifth step).
@@ -88,13 +90,15 @@ def run_framework(
     return record
 
 
-def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path) -> dict:
-    out = workdir / f"raw-{model}.json"
+def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path, mode: str = "raw") -> dict:
+    """The raw loop (``mode="raw"``) or its step in a bare Lightning Trainer (``"lightning"``), in a
+    process of its own."""
+    out = workdir / f"{mode}-{model}.json"
     command = [
         sys.executable,
         "-m",
         "experiments.benchmarks.training",
-        "raw",
+        mode,
         f"--model={model}",
         f"--batch-size={batch_size}",
         f"--steps={steps}",
@@ -102,7 +106,7 @@ def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path
     ]
     proc = subprocess.run(command, cwd=ROOT, env=_env(threads), capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"raw loop failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{mode} loop failed:\n{proc.stderr[-3000:]}")
     return json.loads(out.read_text())
 
 
@@ -141,26 +145,117 @@ def build_module_and_data(model: str, batch_size: int) -> tuple[torch.nn.Module,
     return instantiate(cfg.model), x, y
 
 
+def _batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, steps: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``steps`` batches of whole shuffled epochs (the last short batch dropped), as `src.train` serves them."""
+    generator = torch.Generator().manual_seed(0)
+    served = 0
+    while True:
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            idx = order[start : start + batch_size]
+            yield x[idx], y[idx]
+            served += 1
+            if served == steps:
+                return
+
+
 def raw_loop(model: str, batch_size: int, steps: int) -> dict:
     """A hand-written training loop over the same module, data and optimizer settings."""
     torch.manual_seed(0)
     module, x, y = build_module_and_data(model, batch_size)
     module.train()
     step_fn = (_vae_step if model == "vae" else _gan_step)(module)
-    generator = torch.Generator().manual_seed(0)
     step_ends: list[float] = []
     first_step_wall = None
-    while len(step_ends) < steps:
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            if first_step_wall is None:
-                first_step_wall = time.time()
-            idx = order[start : start + batch_size]
-            step_fn(module.to_model_range(x[idx]), y[idx])
-            step_ends.append(time.perf_counter())
-            if len(step_ends) == steps:
-                break
+    for xb, yb in _batches(x, y, batch_size, steps):
+        if first_step_wall is None:
+            first_step_wall = time.time()
+        step_fn(module.to_model_range(xb), yb)
+        step_ends.append(time.perf_counter())
     return timing_record(first_step_wall, step_ends)
+
+
+class _StepBatches:
+    """`_batches` as a loader Lightning can iterate (and measure: it has a length)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, steps: int) -> None:
+        self.x, self.y, self.batch_size, self.steps = x, y, batch_size, steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return _batches(self.x, self.y, self.batch_size, self.steps)
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+def lightning_loop(model: str, batch_size: int, steps: int) -> dict:
+    """The raw loop's step inside a bare ``lightning.Trainer``: Lightning's own cost per step.
+
+    The anchor of Lightning's parity benchmark against plain PyTorch: the same module, batches and
+    optimizer as `raw_loop`, as a minimal LightningModule (the VAE with automatic optimization, the
+    GANs with manual optimization through ``self.optimizers()`` and ``manual_backward``, the pattern
+    Lightning documents for GANs), and a Trainer with no logger, checkpointing, progress bar or model
+    summary. What `src.train` costs beyond this is the framework's own share.
+    """
+    torch.manual_seed(0)
+    module, x, y = build_module_and_data(model, batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        timer = StepTimer(str(Path(tmp) / "steps.json"))
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[timer],
+            default_root_dir=tmp,
+        )
+        bare = _BareVae(module) if model == "vae" else _BareGan(module)
+        trainer.fit(bare, train_dataloaders=_StepBatches(x, y, batch_size, steps))
+    return timing_record(timer.first_step_wall, timer.step_ends)
+
+
+class _BareVae(pl.LightningModule):
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        m = self.module
+        log_px, kl = m.elbo_terms(m.likelihood_targets(m.to_model_range(x), None), y, None)
+        return (-log_px + m.beta * kl).mean()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.module.optimizer_factory(params=self.module.parameters())
+
+
+class _BareGan(pl.LightningModule):
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.automatic_optimization = False
+        self.step_fn = None
+
+    def on_train_start(self) -> None:
+        optimizer_g, optimizer_d = self.optimizers()
+        self.step_fn = _gan_step(self.module, optimizer_g, optimizer_d, self.manual_backward)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.step_fn(self.module.to_model_range(x), y)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        m = self.module
+        return [
+            m.optimizer_g(params=m.generator.parameters()),
+            m.optimizer_d(params=m.discriminator.parameters()),
+        ]
 
 
 def _vae_step(module):
@@ -176,11 +271,12 @@ def _vae_step(module):
     return step
 
 
-def _gan_step(module):
+def _gan_step(module, optimizer_g=None, optimizer_d=None, backward=torch.Tensor.backward):
     """One discriminator update per real batch (with the config's penalties), and a generator update
-    every ``n_critic``-th batch, as `GanModule.training_step` trains."""
-    optimizer_g = module.optimizer_g(params=module.generator.parameters())
-    optimizer_d = module.optimizer_d(params=module.discriminator.parameters())
+    every ``n_critic``-th batch, as `GanModule.training_step` trains. The optimizers and the backward
+    call are the raw loop's own unless given (the bare-Lightning side passes Lightning's)."""
+    optimizer_g = optimizer_g or module.optimizer_g(params=module.generator.parameters())
+    optimizer_d = optimizer_d or module.optimizer_d(params=module.discriminator.parameters())
     generator, discriminator, loss = module.generator, module.discriminator, module.loss
     batches = itertools.count(1)
 
@@ -192,14 +288,14 @@ def _gan_step(module):
         for penalty in module.penalties:
             d_loss = d_loss + penalty(lambda x: discriminator(x, None), real, fake, None)
         optimizer_d.zero_grad(set_to_none=True)
-        d_loss.backward()
+        backward(d_loss)
         optimizer_d.step()
         if next(batches) % module.n_critic:
             return
         discriminator.requires_grad_(False)
         g_loss = loss.generator(discriminator(generator(module.sample_latents(n), None), None))
         optimizer_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        backward(g_loss)
         optimizer_g.step()
         discriminator.requires_grad_(True)
 
@@ -252,8 +348,10 @@ def step_milliseconds(step_ends: list[float], warmup: int) -> list[float]:
 def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, threads: int) -> dict:
     """The framework's extra milliseconds per step at a batch small enough for compute to be cheap.
 
-    Interleaved pairs (raw loop, then `src.train`), each side's median step time per run; the extra
-    cost is framework minus raw within each pair, reported as the median over pairs and its range.
+    Interleaved rounds (raw loop, the same step in a bare Lightning Trainer, `src.train`), each run's
+    median step time; the extra cost is `src.train` minus raw within each round, reported as the
+    median over rounds and its range, and split into Lightning's own share (bare Lightning minus raw)
+    and the rest (`src.train` minus bare Lightning: this framework's modules, callbacks and logger).
     The mean includes the per-epoch work (checkpoint writes, sample grids), the median does not.
     """
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,16 +359,20 @@ def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, t
         runs = [
             (
                 run_raw(model, batch_size, steps, threads, workdir),
+                run_raw(model, batch_size, steps, threads, workdir, mode="lightning"),
                 run_framework(model, batch_size, steps, threads, workdir),
             )
             for _ in range(pairs)
         ]
-    raw_median = [statistics.median(step_milliseconds(r["step_ends"], warmup)) for r, _ in runs]
-    fw_median = [statistics.median(step_milliseconds(f["step_ends"], warmup)) for _, f in runs]
-    raw_mean = [statistics.mean(step_milliseconds(r["step_ends"], warmup)) for r, _ in runs]
-    fw_mean = [statistics.mean(step_milliseconds(f["step_ends"], warmup)) for _, f in runs]
-    extra = [f - r for f, r in zip(fw_median, raw_median)]
-    extra_mean = [f - r for f, r in zip(fw_mean, raw_mean)]
+
+    def per_run(side: int, reduce) -> list[float]:
+        return [reduce(step_milliseconds(run[side]["step_ends"], warmup)) for run in runs]
+
+    raw, bare, fw = (per_run(side, statistics.median) for side in range(3))
+    raw_mean, fw_mean = per_run(0, statistics.mean), per_run(2, statistics.mean)
+    extra = [f - r for f, r in zip(fw, raw)]
+    lightning_extra = [b - r for b, r in zip(bare, raw)]
+    own_extra = [f - b for f, b in zip(fw, bare)]
     return {
         "model": model,
         "batch_size": batch_size,
@@ -278,13 +380,85 @@ def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, t
         "steps": steps,
         "warmup_steps": warmup,
         "pairs": pairs,
-        "raw_step_ms": statistics.median(raw_median),
-        "framework_step_ms": statistics.median(fw_median),
+        "raw_step_ms": statistics.median(raw),
+        "lightning_step_ms": statistics.median(bare),
+        "framework_step_ms": statistics.median(fw),
         "extra_ms_per_step": statistics.median(extra),
         "extra_ms_per_step_range": [min(extra), max(extra)],
-        "extra_ms_per_step_mean": statistics.median(extra_mean),
+        "extra_ms_per_step_mean": statistics.median(f - r for f, r in zip(fw_mean, raw_mean)),
+        "lightning_extra_ms_per_step": statistics.median(lightning_extra),
+        "lightning_extra_ms_per_step_range": [min(lightning_extra), max(lightning_extra)],
+        "framework_own_extra_ms_per_step": statistics.median(own_extra),
+        "framework_own_extra_ms_per_step_range": [min(own_extra), max(own_extra)],
         "pairs_extra_ms": extra,
+        "profile": hook_profile(model, batch_size, steps, threads),
     }
+
+
+# Profiler actions that contain the model's own compute (forward, backward, optimizer update) or
+# wrap the whole loop: left out of the per-step breakdown of what the loop adds around them.
+COMPUTE_ACTIONS = (
+    "Total",
+    "run_training_epoch",
+    "run_training_batch",
+    ".optimizer_step",
+    ".training_step",
+    ".backward",
+)
+# Hooks Lightning times inside `[Strategy]...batch_to_device`: listed, not added to the sum twice.
+NESTED_ACTIONS = ("batch_transfer", "transfer_batch_to_device")
+
+
+def hook_profile(model: str, batch_size: int, steps: int, threads: int) -> dict:
+    """Lightning's simple profiler on the same `src.train` run: milliseconds per training batch of
+    each per-step hook, callback and loop action outside the model's compute, largest first.
+
+    One in-process measurement, so it is not subject to the process-to-process spread of the
+    interleaved rounds. ``training_step`` itself (the model's loss and its ``self.log`` calls) is
+    compute here; the rounds measure it.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        run_framework(
+            model,
+            batch_size,
+            steps,
+            threads,
+            workdir,
+            extra=[
+                "+trainer.profiler._target_=lightning.pytorch.profilers.SimpleProfiler",
+                f"+trainer.profiler.dirpath={workdir}",
+                "+trainer.profiler.filename=profile",
+            ],
+        )
+        rows = parse_simple_profile((workdir / "fit-profile.txt").read_text())
+    batches = rows["run_training_batch"][0]
+    per_step = {
+        action: 1e3 * total / batches
+        for action, (calls, total) in rows.items()
+        if calls >= batches and not any(part in action for part in COMPUTE_ACTIONS)
+    }
+    ordered = dict(sorted(per_step.items(), key=lambda item: -item[1]))
+    return {
+        "batches": batches,
+        "hooks_ms_per_step": sum(v for k, v in ordered.items() if not any(n in k for n in NESTED_ACTIONS)),
+        "callbacks_ms_per_step": sum(v for k, v in ordered.items() if k.startswith("[Callback]")),
+        "ms_per_step": ordered,
+    }
+
+
+def parse_simple_profile(report: str) -> dict[str, tuple[int, float]]:
+    """``{action: (calls, total seconds)}`` from a SimpleProfiler report; callback names lose their
+    state dict (``ModelCheckpoint{...}.on_train_batch_end`` -> ``ModelCheckpoint.on_train_batch_end``)."""
+    rows: dict[str, tuple[int, float]] = {}
+    for line in report.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or not cells[2].isdigit():
+            continue
+        action = re.sub(r"\{.*\}", "", cells[0])
+        calls, total = rows.get(action, (0, 0.0))
+        rows[action] = (calls + int(cells[2]), total + float(cells[3]))
+    return rows
 
 
 STARTUP_BASELINE_MODULES = "torch, lightning"
@@ -402,7 +576,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["compare", "overhead", "startup", "raw", "data-load"])
+    parser.add_argument("mode", choices=["compare", "overhead", "startup", "raw", "lightning", "data-load"])
     parser.add_argument("--model", choices=list(MODEL_OVERRIDES), default="vae")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
@@ -413,6 +587,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "raw":
         result = raw_loop(args.model, args.batch_size, args.steps)
+    elif args.mode == "lightning":
+        result = lightning_loop(args.model, args.batch_size, args.steps)
     elif args.mode == "data-load":
         result = {"data_load_s": data_load_seconds(args.model, args.batch_size)}
     elif args.mode == "startup":
