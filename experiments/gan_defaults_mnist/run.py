@@ -112,6 +112,12 @@ def readme(results: dict) -> str:
         else ""
     )
     figures = " ".join(f"![{m}](samples_{m}.png)" for m in MODELS if m in results["models"])
+    side_by_side = "jobs of this study side by side: " + ", ".join(
+        f"{m} {record.get('jobs_side_by_side', results.get('parallel', '?'))}"
+        for m, record in results["models"].items()
+    )
+    # What else ran on the machine meanwhile (not measurable by the script; written by whoever ran it).
+    load = f"\n{results['load_note']}" if results.get("load_note") else ""
     real = results.get("real_confident")
     real_line = f" (real test images: {real['confident_frac']:.1%})" if real else ""
     return f"""# GAN defaults on MNIST, as typed
@@ -120,8 +126,8 @@ def readme(results: dict) -> str:
 for each GAN with nothing else changed: the model's default budget in generator updates
 (`conf/trainer/budget/<model>.yaml`), batch 128 on the bundled 4,000-image MNIST subset, validation
 every epoch, best.ckpt by `val/fid`, test on it (scores in the domain classifier's feature space).
-Machine: {results["machine"]}; one CPU thread per job, {results["parallel"]} jobs side by side.
-The wall time is the whole command (start-up, training, every validation, test).
+Machine: {results["machine"]}; one CPU thread per job; {side_by_side}.
+The wall time is the whole command (start-up, training, every validation, test).{load}
 
 {table}
 {pending}
@@ -165,12 +171,12 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"models": {}}
     results.update(
         machine=machine_description(),
-        parallel=args.parallel,
         date=time.strftime("%Y-%m-%d"),
         real_confident=real_confident_share(Path(next(iter(finished.values()))["run_dir"])),
     )
     results["models"].update(finished)
     for model, result in finished.items():
+        result["jobs_side_by_side"] = min(args.parallel, len(args.models))
         sample_figure({model: Path(result["run_dir"])}, out / f"samples_{model}.png")
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     (out / "README.md").write_text(readme(results))
