@@ -8,6 +8,7 @@ a speed.
 
     python -m experiments.benchmarks.run                 # full run, writes into this folder
     python -m experiments.benchmarks.run --quick --out /tmp/bench   # seconds; checks the harness
+    python -m experiments.benchmarks.run --only overhead   # re-measures one section into results.json
 """
 
 from __future__ import annotations
@@ -43,55 +44,79 @@ def machine() -> dict:
     }
 
 
+SECTIONS = ("training", "overhead", "startup", "options", "evaluation", "export")
+
+
+def run_section(name: str, quick: bool) -> dict | list:
+    steps, warmup, repeats = (30, 10, 1) if quick else (200, 40, 5)
+    threads = torch.get_num_threads()
+    if name == "training":
+        return [
+            training.compare(
+                model, batch_size=128, steps=steps, warmup=warmup, repeats=repeats, threads=threads
+            )
+            for model in ("vae", "dcgan")
+        ]
+    if name == "overhead":
+        # Batch 16: a step's compute is a few milliseconds, so the framework's own cost shows.
+        # wgan_gp: n_critic=5 with a gradient penalty, a generator update every fifth step.
+        return [
+            training.overhead(
+                model,
+                batch_size=16,
+                steps=steps if quick else steps * 2,
+                warmup=warmup if quick else warmup * 2,
+                pairs=1 if quick else 3,
+                threads=threads,
+            )
+            for model in ("vae", "dcgan", "wgan_gp")
+        ]
+    if name == "startup":
+        # Command -> first step beside its parts and the floor (`import torch, lightning` + data load).
+        return training.startup(
+            "vae",
+            batch_size=128,
+            threads=threads,
+            repeats=1 if quick else 3,
+            fdr_models=("vae",) if quick else training.FDR_MODELS,
+        )
+    if name == "options":
+        return [
+            row
+            for model in ("vae", "dcgan")
+            for row in training.variants(
+                model, batch_size=128, steps=steps // 2, warmup=warmup, threads=threads
+            )
+        ]
+    if name == "evaluation":
+        return eval_cost.run(n=500 if quick else 10_000)
+    if name == "export":
+        return export.run(n=2000 if quick else 20_000)
+    raise ValueError(f"unknown section {name}")
+
+
 def run_all(quick: bool) -> dict:
     started = time.perf_counter()
-    steps, warmup, repeats = (30, 10, 1) if quick else (200, 40, 5)
     results: dict = {
         "machine": machine(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    results["training"] = [
-        training.compare(
-            model,
-            batch_size=128,
-            steps=steps,
-            warmup=warmup,
-            repeats=repeats,
-            threads=torch.get_num_threads(),
-        )
-        for model in ("vae", "dcgan")
-    ]
-    # Batch 16: a step's compute is a few milliseconds, so the framework's own cost shows. wgan_gp:
-    # n_critic=5 with a gradient penalty, a generator update every fifth step.
-    results["overhead"] = [
-        training.overhead(
-            model,
-            batch_size=16,
-            steps=steps if quick else steps * 2,
-            warmup=warmup if quick else warmup * 2,
-            pairs=1 if quick else 3,
-            threads=torch.get_num_threads(),
-        )
-        for model in ("vae", "dcgan", "wgan_gp")
-    ]
-    # Command -> first step beside its parts and the floor (`import torch, lightning` + data load).
-    results["startup"] = training.startup(
-        "vae",
-        batch_size=128,
-        threads=torch.get_num_threads(),
-        repeats=1 if quick else 3,
-        fdr_models=("vae",) if quick else training.FDR_MODELS,
-    )
-    results["options"] = [
-        row
-        for model in ("vae", "dcgan")
-        for row in training.variants(
-            model, batch_size=128, steps=steps // 2, warmup=warmup, threads=torch.get_num_threads()
-        )
-    ]
-    results["evaluation"] = eval_cost.run(n=500 if quick else 10_000)
-    results["export"] = export.run(n=2000 if quick else 20_000)
+    for name in SECTIONS:
+        results[name] = run_section(name, quick)
     results["wall_seconds"] = time.perf_counter() - started
+    return results
+
+
+def rerun_sections(results: dict, names: list[str], quick: bool) -> dict:
+    """Re-measures ``names`` into an existing full run's results; each re-run section is dated."""
+    for name in names:
+        started = time.perf_counter()
+        results[name] = run_section(name, quick)
+        results.setdefault("reruns", {})[name] = {
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_seconds": time.perf_counter() - started,
+            "machine": machine(),
+        }
     return results
 
 
@@ -99,7 +124,11 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
         f"Machine: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with {m['torch_threads']} threads, "
-        f"GPU: {m['gpu'] or 'none'}. Benchmark wall time {results['wall_seconds']:.0f} s.",
+        f"GPU: {m['gpu'] or 'none'}. Benchmark wall time {results['wall_seconds']:.0f} s."
+        + "".join(
+            f" Section `{name}` re-run on {r['created_at']} ({r['wall_seconds']:.0f} s, `--only {name}`)."
+            for name, r in results.get("reruns", {}).items()
+        ),
         "",
         f"| training (batch 128) | src.train img/s | raw loop img/s | ratio (target >= {RATIO_TARGET}) "
         "| command -> first step | peak memory (train / raw) |",
@@ -212,8 +241,22 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that the harness runs")
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        help="re-run these sections into the results.json already in --out (the rest is kept, each re-run dated)",
+    )
     args = parser.parse_args()
-    results = run_all(args.quick)
+    if args.only:
+        previous = args.out / "results.json"
+        if not previous.is_file():
+            raise SystemExit(
+                f"Error: --only re-runs sections of {previous}, which does not exist: run the full benchmark first."
+            )
+        results = rerun_sections(json.loads(previous.read_text()), args.only, args.quick)
+    else:
+        results = run_all(args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

@@ -58,15 +58,10 @@ def common_overrides(model: str, batch_size: int) -> list[str]:
     return [*MODEL_OVERRIDES[model], "data=mnist", f"data.batch_size={batch_size}", "hardware=cpu"]
 
 
-def run_framework(
-    model: str, batch_size: int, steps: int, threads: int, workdir: Path, extra: Sequence[str] = ()
-) -> dict:
-    """`python -m src.train ...` as a user runs it; returns timings and the launch-to-first-step time."""
-    timings = workdir / f"framework-{model}.json"
-    command = [
-        sys.executable,
-        "-m",
-        "src.train",
+def framework_overrides(model: str, batch_size: int, steps: int, timings: Path, workdir: Path) -> list[str]:
+    """The command line of a benchmarked `src.train` run: ``steps`` real batches, no validation,
+    no metrics, checkpoints every epoch as usual, a step-timing callback writing to ``timings``."""
+    return [
         *common_overrides(model, batch_size),
         # `max_steps` counts generator updates for GANs: n_critic real batches each.
         f"trainer.max_steps={-(-steps // batches_per_step(model, batch_size))}",
@@ -79,6 +74,19 @@ def run_framework(
         f"paths.log_dir={workdir / 'logs'}",
         "+callbacks.step_timer._target_=experiments.benchmarks.timing.StepTimer",
         f"+callbacks.step_timer.path={timings}",
+    ]
+
+
+def run_framework(
+    model: str, batch_size: int, steps: int, threads: int, workdir: Path, extra: Sequence[str] = ()
+) -> dict:
+    """`python -m src.train ...` as a user runs it; returns timings and the launch-to-first-step time."""
+    timings = workdir / f"framework-{model}.json"
+    command = [
+        sys.executable,
+        "-m",
+        "src.train",
+        *framework_overrides(model, batch_size, steps, timings, workdir),
         *extra,
     ]
     launched = time.time()
@@ -90,15 +98,26 @@ def run_framework(
     return record
 
 
-def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path, mode: str = "raw") -> dict:
-    """The raw loop (``mode="raw"``) or its step in a bare Lightning Trainer (``"lightning"``), in a
-    process of its own."""
-    out = workdir / f"{mode}-{model}.json"
+def framework_loop(model: str, batch_size: int, steps: int) -> dict:
+    """`src.train`'s own task on the config its command line composes, run in this process."""
+    from src.runtime.run import run_task
+    from src.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        timings = Path(tmp) / "steps.json"
+        overrides = framework_overrides(model, batch_size, steps, timings, Path(tmp))
+        run_task(train, composed_config(model, batch_size, overrides))
+        return json.loads(timings.read_text())
+
+
+def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path) -> dict:
+    """The raw loop in a process of its own."""
+    out = workdir / f"raw-{model}.json"
     command = [
         sys.executable,
         "-m",
         "experiments.benchmarks.training",
-        mode,
+        "raw",
         f"--model={model}",
         f"--batch-size={batch_size}",
         f"--steps={steps}",
@@ -106,12 +125,13 @@ def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path
     ]
     proc = subprocess.run(command, cwd=ROOT, env=_env(threads), capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{mode} loop failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"raw loop failed:\n{proc.stderr[-3000:]}")
     return json.loads(out.read_text())
 
 
-def composed_config(model: str, batch_size: int):
-    """The config `src.train` composes for these overrides, with a throwaway output directory."""
+def composed_config(model: str, batch_size: int, overrides: Sequence[str] | None = None):
+    """The config `src.train` composes for ``overrides`` (default: the model's and batch size), with a
+    throwaway output directory."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
@@ -119,7 +139,8 @@ def composed_config(model: str, batch_size: int):
     from src.runtime.entry import CONFIG_DIR
 
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose("train", overrides=common_overrides(model, batch_size), return_hydra_config=True)
+        overrides = list(overrides or common_overrides(model, batch_size))
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.root_dir = str(ROOT)
@@ -348,22 +369,25 @@ def step_milliseconds(step_ends: list[float], warmup: int) -> list[float]:
 def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, threads: int) -> dict:
     """The framework's extra milliseconds per step at a batch small enough for compute to be cheap.
 
-    Interleaved rounds (raw loop, the same step in a bare Lightning Trainer, `src.train`), each run's
-    median step time; the extra cost is `src.train` minus raw within each round, reported as the
-    median over rounds and its range, and split into Lightning's own share (bare Lightning minus raw)
-    and the rest (`src.train` minus bare Lightning: this framework's modules, callbacks and logger).
-    The mean includes the per-epoch work (checkpoint writes, sample grids), the median does not.
+    ``pairs`` rounds of three runs, all in one fresh process (with ``threads`` threads): the raw
+    loop, the same step in a bare Lightning Trainer, and `src.train`'s own task on the config its
+    command line composes. One process, because the same step's median time differs by several ms
+    from one process to the next on this kind of machine (memory layout, where the scheduler puts
+    it), more than the effect measured; within a process the three sides see the same conditions.
+    Each run's median step time after ``warmup``; the extra cost is `src.train` minus raw within
+    each round (median over rounds and its range), split into Lightning's own share (bare Lightning
+    minus raw) and this framework's (`src.train` minus bare Lightning: its modules, callbacks and
+    logger). The mean includes the per-epoch work (checkpoint writes, sample grids), the median does
+    not. Lightning's profiler on a separate run of the same command breaks the loop work down by hook.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        runs = [
-            (
-                run_raw(model, batch_size, steps, threads, workdir),
-                run_raw(model, batch_size, steps, threads, workdir, mode="lightning"),
-                run_framework(model, batch_size, steps, threads, workdir),
-            )
-            for _ in range(pairs)
-        ]
+        out = Path(tmp) / "rounds.json"
+        command = [sys.executable, "-m", "experiments.benchmarks.training", "rounds", f"--model={model}"]
+        command += [f"--batch-size={batch_size}", f"--steps={steps}", f"--repeats={pairs}", f"--out={out}"]
+        proc = subprocess.run(command, cwd=ROOT, env=_env(threads), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"overhead rounds failed:\n{proc.stderr[-3000:]}")
+        runs = json.loads(out.read_text())
 
     def per_run(side: int, reduce) -> list[float]:
         return [reduce(step_milliseconds(run[side]["step_ends"], warmup)) for run in runs]
@@ -395,13 +419,21 @@ def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, t
     }
 
 
+def rounds(model: str, batch_size: int, steps: int, repeats: int) -> list[list[dict]]:
+    """``repeats`` rounds of (raw loop, bare Lightning, `src.train`) in this process."""
+    return [
+        [loop(model, batch_size, steps) for loop in (raw_loop, lightning_loop, framework_loop)]
+        for _ in range(repeats)
+    ]
+
+
 # Profiler actions that contain the model's own compute (forward, backward, optimizer update) or
 # wrap the whole loop: left out of the per-step breakdown of what the loop adds around them.
 COMPUTE_ACTIONS = (
     "Total",
     "run_training_epoch",
     "run_training_batch",
-    ".optimizer_step",
+    "optimizer_step",  # "[LightningModule]X.optimizer_step", and "optimizer_step" under manual optimization
     ".training_step",
     ".backward",
 )
@@ -576,7 +608,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["compare", "overhead", "startup", "raw", "lightning", "data-load"])
+    parser.add_argument(
+        "mode", choices=["compare", "overhead", "startup", "raw", "lightning", "rounds", "data-load"]
+    )
     parser.add_argument("--model", choices=list(MODEL_OVERRIDES), default="vae")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
@@ -589,6 +623,8 @@ def main() -> None:
         result = raw_loop(args.model, args.batch_size, args.steps)
     elif args.mode == "lightning":
         result = lightning_loop(args.model, args.batch_size, args.steps)
+    elif args.mode == "rounds":
+        result = rounds(args.model, args.batch_size, args.steps, args.repeats)
     elif args.mode == "data-load":
         result = {"data_load_s": data_load_seconds(args.model, args.batch_size)}
     elif args.mode == "startup":
