@@ -33,9 +33,25 @@ EXTRA_MS_TARGET = 0.3
 EXPORT_TARGET = 5000
 
 
+def _cpu_model_and_vector_units() -> tuple[str, list[str]]:
+    """The CPU's model name and its vector extensions (Linux): a VM's host CPU can change between runs,
+    and AVX-512 / AMX decide the speed of these kernels, bf16 above all."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    units = sorted({f for f in (flags.group(1).split() if flags else []) if f.startswith(("avx", "amx"))})
+    return (name.group(1).strip() if name else platform.machine()), units
+
+
 def machine() -> dict:
+    cpu_model, vector_units = _cpu_model_and_vector_units()
     return {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model,
+        "vector_units": vector_units,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -123,7 +139,7 @@ def rerun_sections(results: dict, names: list[str], quick: bool) -> dict:
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [
-        f"Machine: {m['cores']} cores ({m['cpu']}), torch {m['torch']} with {m['torch_threads']} threads, "
+        f"Machine: {m['cores']} cores ({m.get('cpu_model', m['cpu'])}; {' '.join(m.get('vector_units', [])) or 'vector units not recorded'}), torch {m['torch']} with {m['torch_threads']} threads, "
         f"GPU: {m['gpu'] or 'none'}. Benchmark wall time {results['wall_seconds']:.0f} s."
         + "".join(
             f" Section `{name}` re-run on {r['created_at']} ({r['wall_seconds']:.0f} s, `--only {name}`)."
