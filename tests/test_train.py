@@ -39,6 +39,27 @@ def test_fast_dev_run_on_every_dataset(make_cfg, image_root: Path, model: str, d
     assert result.metrics["test/nll_iwae"] > 0
 
 
+def test_a_fast_dev_run_takes_few_iwae_samples_and_a_real_run_its_configured_number(
+    make_cfg, monkeypatch
+) -> None:
+    from src.models.vae import FAST_DEV_RUN_IWAE_SAMPLES, VaeModule
+
+    used: list[int] = []
+    original = VaeModule.iwae_nll
+
+    def recording(self, x, y, samples, generator=None, chunk=10):
+        used.append(samples)
+        return original(self, x, y, samples, generator, chunk)
+
+    monkeypatch.setattr(VaeModule, "iwae_nll", recording)
+    budget = ["model.width=8", "model.latent_dim=4", "model.iwae_samples=7", "data.source=files"]
+    train(make_cfg("train", [*budget, "debug=fdr"]))
+    assert used and set(used) == {FAST_DEV_RUN_IWAE_SAMPLES}
+    used.clear()
+    train(make_cfg("train", [*budget, "trainer.max_epochs=1", "metrics=none"]))
+    assert used and set(used) == {7}
+
+
 def test_run_leaves_checkpoints_samples_and_metrics_json(make_cfg) -> None:
     cfg = make_cfg("train", [*FAST_VAE, "data.source=files", "trainer.max_epochs=2"])
     assert run_task(train, cfg) is None

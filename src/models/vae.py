@@ -33,6 +33,8 @@ from src.utils.types import NonNegativeFloat, NonNegativeInt, PositiveFloat, Pos
 
 LOG_2PI = math.log(2 * math.pi)
 EVAL_SCORES = ("loss", "elbo", "recon", "kl")
+# test/nll_iwae samples in a fast_dev_run (`debug=fdr`), whose scores are not results.
+FAST_DEV_RUN_IWAE_SAMPLES = 2
 
 
 def gaussian_kl(mean: Tensor, logvar: Tensor) -> Tensor:
@@ -283,7 +285,7 @@ class VaeModule(GenerativeModule):
             scores[name].update(value)
             self.log(f"{stage}/{name}", scores[name], prog_bar=name == "elbo")
         if stage == "test":
-            self.test_nll_iwae.update(self.iwae_nll(x, y, self.iwae_samples, generator))
+            self.test_nll_iwae.update(self.iwae_nll(x, y, self._test_iwae_samples(), generator))
             self.log("test/nll_iwae", self.test_nll_iwae)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -291,6 +293,14 @@ class VaeModule(GenerativeModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("test", batch, batch_idx)
+
+    def _test_iwae_samples(self) -> int:
+        """``iwae_samples``, except under Lightning's ``fast_dev_run`` (``debug=fdr``): that run checks
+        that every stage works on one batch and its scores mean nothing, while 50 samples of one
+        batch cost ~5 s of its ~18 s on the 2-core CPU (`experiments/benchmarks`, start-up)."""
+        if self.trainer.fast_dev_run:
+            return min(self.iwae_samples, FAST_DEV_RUN_IWAE_SAMPLES)
+        return self.iwae_samples
 
     @torch.no_grad()
     def iwae_nll(
