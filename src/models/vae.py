@@ -297,7 +297,7 @@ class VaeModule(GenerativeModule):
     def _test_iwae_samples(self) -> int:
         """``iwae_samples``, except under Lightning's ``fast_dev_run`` (``debug=fdr``): that run checks
         that every stage works on one batch and its scores mean nothing, while 50 samples of one
-        batch cost ~5 s of its ~18 s on the 2-core CPU (`experiments/benchmarks`, start-up)."""
+        batch took ~7 s of an 18-26 s debug run on the 2-core CPU (`experiments/benchmarks`, start-up)."""
         if self.trainer.fast_dev_run:
             return min(self.iwae_samples, FAST_DEV_RUN_IWAE_SAMPLES)
         return self.iwae_samples
