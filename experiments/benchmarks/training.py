@@ -105,8 +105,12 @@ def framework_loop(model: str, batch_size: int, steps: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         timings = Path(tmp) / "steps.json"
-        overrides = framework_overrides(model, batch_size, steps, timings, Path(tmp))
-        run_task(train, composed_config(model, batch_size, overrides))
+        cfg = composed_config(
+            model, batch_size, framework_overrides(model, batch_size, steps, timings, Path(tmp))
+        )
+        # The run's checkpoints and logs go with the temporary directory.
+        cfg.paths.output_dir = str(Path(tmp) / "run")
+        run_task(train, cfg)
         return json.loads(timings.read_text())
 
 
@@ -442,11 +446,12 @@ NESTED_ACTIONS = ("batch_transfer", "transfer_batch_to_device")
 
 
 def hook_profile(model: str, batch_size: int, steps: int, threads: int) -> dict:
-    """Lightning's simple profiler on the same `src.train` run: milliseconds per training batch of
-    each per-step hook, callback and loop action outside the model's compute, largest first.
+    """Lightning's simple profiler on a `src.train` run of the same command: milliseconds per
+    training batch of each per-step hook, callback and loop action outside the model's compute,
+    largest first.
 
-    One in-process measurement, so it is not subject to the process-to-process spread of the
-    interleaved rounds. ``training_step`` itself (the model's loss and its ``self.log`` calls) is
+    Each action is timed where it runs, so these figures do not carry the run-to-run spread of the
+    rounds' step times. ``training_step`` itself (the model's loss and its ``self.log`` calls) is
     compute here; the rounds measure it.
     """
     with tempfile.TemporaryDirectory() as tmp:
