@@ -82,7 +82,7 @@ def run_section(name: str, quick: bool) -> dict | list:
                 batch_size=16,
                 steps=steps if quick else steps * 2,
                 warmup=warmup if quick else warmup * 2,
-                pairs=1 if quick else 3,
+                rounds=1 if quick else 3,
                 threads=threads,
             )
             for model in ("vae", "dcgan", "wgan_gp")

@@ -105,12 +105,9 @@ def framework_loop(model: str, batch_size: int, steps: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         timings = Path(tmp) / "steps.json"
-        cfg = composed_config(
-            model, batch_size, framework_overrides(model, batch_size, steps, timings, Path(tmp))
-        )
+        overrides = framework_overrides(model, batch_size, steps, timings, Path(tmp))
         # The run's checkpoints and logs go with the temporary directory.
-        cfg.paths.output_dir = str(Path(tmp) / "run")
-        run_task(train, cfg)
+        run_task(train, composed_config(model, batch_size, overrides, output_dir=Path(tmp) / "run"))
         return json.loads(timings.read_text())
 
 
@@ -133,9 +130,11 @@ def run_raw(model: str, batch_size: int, steps: int, threads: int, workdir: Path
     return json.loads(out.read_text())
 
 
-def composed_config(model: str, batch_size: int, overrides: Sequence[str] | None = None):
-    """The config `src.train` composes for ``overrides`` (default: the model's and batch size), with a
-    throwaway output directory."""
+def composed_config(
+    model: str, batch_size: int, overrides: Sequence[str] | None = None, output_dir: Path | None = None
+):
+    """The config `src.train` composes for ``overrides`` (default: the model's and batch size), writing
+    into ``output_dir`` (default: a throwaway directory)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
@@ -148,7 +147,7 @@ def composed_config(model: str, batch_size: int, overrides: Sequence[str] | None
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.root_dir = str(ROOT)
-        cfg.paths.output_dir = tempfile.mkdtemp()
+        cfg.paths.output_dir = str(output_dir or tempfile.mkdtemp())
         del cfg["hydra"]
     return cfg
 
@@ -370,10 +369,10 @@ def step_milliseconds(step_ends: list[float], warmup: int) -> list[float]:
     return [1e3 * (b - a) for a, b in itertools.pairwise(window)]
 
 
-def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, threads: int) -> dict:
+def overhead(model: str, batch_size: int, steps: int, warmup: int, rounds: int, threads: int) -> dict:
     """The framework's extra milliseconds per step at a batch small enough for compute to be cheap.
 
-    ``pairs`` rounds of three runs, all in one fresh process (with ``threads`` threads): the raw
+    ``rounds`` rounds of three runs, all in one fresh process (with ``threads`` threads): the raw
     loop, the same step in a bare Lightning Trainer, and `src.train`'s own task on the config its
     command line composes. One process, because the same step's median time differs by several ms
     from one process to the next on this kind of machine (memory layout, where the scheduler puts
@@ -387,7 +386,7 @@ def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, t
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rounds.json"
         command = [sys.executable, "-m", "experiments.benchmarks.training", "rounds", f"--model={model}"]
-        command += [f"--batch-size={batch_size}", f"--steps={steps}", f"--repeats={pairs}", f"--out={out}"]
+        command += [f"--batch-size={batch_size}", f"--steps={steps}", f"--repeats={rounds}", f"--out={out}"]
         proc = subprocess.run(command, cwd=ROOT, env=_env(threads), capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"overhead rounds failed:\n{proc.stderr[-3000:]}")
@@ -407,7 +406,7 @@ def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, t
         "threads": threads,
         "steps": steps,
         "warmup_steps": warmup,
-        "pairs": pairs,
+        "rounds": rounds,
         "raw_step_ms": statistics.median(raw),
         "lightning_step_ms": statistics.median(bare),
         "framework_step_ms": statistics.median(fw),
@@ -418,7 +417,7 @@ def overhead(model: str, batch_size: int, steps: int, warmup: int, pairs: int, t
         "lightning_extra_ms_per_step_range": [min(lightning_extra), max(lightning_extra)],
         "framework_own_extra_ms_per_step": statistics.median(own_extra),
         "framework_own_extra_ms_per_step_range": [min(own_extra), max(own_extra)],
-        "pairs_extra_ms": extra,
+        "rounds_extra_ms": extra,
         "profile": hook_profile(model, batch_size, steps, threads),
     }
 
@@ -620,7 +619,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3, help="compare: runs per side; overhead: pairs")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="compare: runs per side; overhead and rounds: rounds"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

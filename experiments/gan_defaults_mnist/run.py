@@ -113,8 +113,7 @@ def readme(results: dict) -> str:
     )
     figures = " ".join(f"![{m}](samples_{m}.png)" for m in MODELS if m in results["models"])
     side_by_side = "jobs of this study side by side: " + ", ".join(
-        f"{m} {record.get('jobs_side_by_side', results.get('parallel', '?'))}"
-        for m, record in results["models"].items()
+        f"{m} {record['jobs_side_by_side']}" for m, record in results["models"].items()
     )
     # What else ran on the machine meanwhile (not measurable by the script; written by whoever ran it).
     load = f"\n{results['load_note']}" if results.get("load_note") else ""
