@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from src.metrics import ScoreOptions, score_samples
-from src.metrics.fidelity import precision_recall_density_coverage
+from src.metrics.fidelity import knn_radii, precision_recall_density_coverage
 from src.metrics.robust import outlier_ball_share, probabilistic_precision_recall
 from src.metrics.scoring import EXTRACTOR_ACCURACY_FLOOR, MIN_REAL_FOR_KNN, Scorer
 
@@ -44,6 +44,27 @@ def test_p_precision_recall_equal_the_papers_formula() -> None:
     assert abs(same["p_precision"] - 1) < 1e-6 and abs(same["p_recall"] - 1) < 1e-6
 
 
+def test_p_precision_recall_in_float32_match_float64_and_shared_knn_passes_change_nothing() -> None:
+    """Features are float32 in practice: the scores match the float64 formula, and the radii the
+    scorer computes once per side give what each score's own k-NN pass gives."""
+    rng = np.random.default_rng(1)
+    real64, fake64 = (
+        torch.from_numpy(rng.normal(size=(400, 16))),
+        torch.from_numpy(rng.normal(0.3, 1.1, size=(350, 16))),
+    )
+    real, fake = real64.float(), fake64.float()
+    exact = probabilistic_precision_recall(fake64, real64)
+    single = probabilistic_precision_recall(fake, real, chunk=128)
+    assert all(abs(single[key] - exact[key]) < 1e-5 for key in exact)
+    real_radii, fake_radii = knn_radii(real, (3, 4, 5)), knn_radii(fake, (3, 4))
+    shared = probabilistic_precision_recall(
+        fake, real, chunk=128, real_radii=real_radii, fake_radii=fake_radii
+    )
+    assert shared == single
+    own = precision_recall_density_coverage(fake, real, 3, 5, chunk=128)
+    assert precision_recall_density_coverage(fake, real, 3, 5, real_radii, 128, fake_radii) == own
+
+
 def outlier_case(n_real: int = 1000, n_fake: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """A tight real cluster plus one far outlier whose 3-NN ball swallows a cloud of bad fakes."""
     g = torch.Generator().manual_seed(0)
@@ -62,8 +83,6 @@ def test_one_outlier_inflates_precision_but_not_p_precision_and_is_detected() ->
     assert (
         improved["density"] <= 1 / 5 + 1e-9
     )  # each fake sits in one ball (the outlier's) of the k=5 expected
-    from src.metrics.fidelity import knn_radii
-
     assert outlier_ball_share(fake, real, knn_radii(real, (3,))[3]) > 0.99
 
 

@@ -28,14 +28,18 @@ from src.data.base import GenerativeDataModule
 from src.data.mnist import _bundled_mnist
 from src.metrics import ScoreOptions, Scorer, TrainingRecipe, load_extractor
 from src.metrics.classifier_training import random_shift
+from src.metrics.detection import detection_auc
 from src.metrics.fidelity import (
     fid_statistics,
     frechet_distance,
     inception_score,
     kernel_distance,
+    knn_radii,
     precision_recall_density_coverage,
 )
 from src.metrics.memorization import TrainReference, authenticity
+from src.metrics.robust import outlier_ball_share, probabilistic_precision_recall
+from src.metrics.wasserstein import sliced_wasserstein
 
 TARGET_SECONDS = 15.0
 
@@ -106,14 +110,27 @@ def run(n: int = 10_000, cache_dir: str | Path | None = None) -> dict:
 
         _, second_run_s = timed(new_run)
 
-        # The scores one by one (fake and real features in hand).
-        f, r = fake_features.features.cpu(), scorer.real_side(data, "test").features.features
-        _, fid_s = timed(lambda: frechet_distance(fid_statistics(f), fid_statistics(r)))
+        # The scores one by one (fake and real features in hand), as the scorer calls them: the
+        # real side's k-NN radii kept, one k-NN pass over the fakes shared.
+        real_side = scorer.real_side(data, "test")
+        f, r, real_radii = fake_features.features.cpu(), real_side.features.features, real_side.radii
+        _, fid_s = timed(lambda: frechet_distance(fid_statistics(f), real_side.fid_stats))
         _, kid_s = timed(
             lambda: kernel_distance(f, r, options.kid_subsets, options.kid_subset_size, options.seed)
         )
         _, is_s = timed(lambda: inception_score(fake_features.logits.cpu(), options.isc_splits, options.seed))
-        _, prdc_s = timed(lambda: precision_recall_density_coverage(f, r, options.pr_k, options.dc_k))
+        fake_radii, fake_knn_s = timed(lambda: knn_radii(f, scorer.knn_ranks(len(f))))
+        _, prdc_s = timed(
+            lambda: precision_recall_density_coverage(
+                f, r, options.pr_k, options.dc_k, real_radii=real_radii, fake_radii=fake_radii
+            )
+        )
+        _, p_pr_s = timed(
+            lambda: probabilistic_precision_recall(f, r, real_radii=real_radii, fake_radii=fake_radii)
+        )
+        _, outlier_s = timed(lambda: outlier_ball_share(f, r, real_radii[options.pr_k]))
+        _, swd_s = timed(lambda: sliced_wasserstein(f, r, options.swd_projections, options.seed))
+        _, detection_s = timed(lambda: detection_auc(f, r, options.seed, options.detection_classifier))
         train_reference = TrainReference.from_features(scorer.features(data.split("train")[0]).features.cpu())
         _, authenticity_s = timed(lambda: authenticity(f, train_reference))
         return {
@@ -136,7 +153,12 @@ def run(n: int = 10_000, cache_dir: str | Path | None = None) -> dict:
             "fid_s": fid_s,
             "kid_s": kid_s,
             "is_s": is_s,
+            "fake_knn_s": fake_knn_s,
             "prdc_s": prdc_s,
+            "p_precision_recall_s": p_pr_s,
+            "outlier_share_s": outlier_s,
+            "swd_s": swd_s,
+            "detection_s": detection_s,
             "authenticity_s (not in the total)": authenticity_s,
             "target_s": TARGET_SECONDS,
             "fid": scores["fid"],

