@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -79,11 +80,33 @@ def collect_jobs(sweep_dir: Path) -> list[Job]:
     return jobs
 
 
+def cpu_model_and_vector_units() -> tuple[str, list[str]]:
+    """The CPU's model name and its vector extensions (Linux): a VM's host CPU can change between runs,
+    and AVX-512 / AMX decide the speed of these kernels, bf16 above all."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), []
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    units = sorted({f for f in (flags.group(1).split() if flags else []) if f.startswith(("avx", "amx"))})
+    return (name.group(1).strip() if name else platform.machine()), units
+
+
 def machine_description() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()}-core {platform.machine()} CPU, {gpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    model, units = cpu_model_and_vector_units()
+    widest = (
+        "AVX-512"
+        if any(u.startswith("avx512") for u in units)
+        else ("AVX2" if "avx2" in units else "no AVX2")
+    )
+    return (
+        f"{os.cpu_count()}-core {platform.machine()} CPU ({model}, {widest}), {gpu}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

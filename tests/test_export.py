@@ -232,3 +232,28 @@ def test_utility_report_refuses_a_tampered_dataset(make_cfg, trained_checkpoints
     cfg = make_cfg("evaluate_dataset", [f"synthetic={out}", "data.source=files", "hardware=cpu"])
     with pytest.raises(UserError, match=r"fails verification.*altered: data\.npz"):
         evaluate_dataset(cfg)
+
+
+def test_png_writers_lend_torch_their_cores_back_on_exit_even_after_a_failure(tmp_path) -> None:
+    """While the PNG threads run, torch's generation keeps the other cores (spinning OpenMP threads on
+    oversubscribed cores slow the encoders); the caller's thread count comes back, failure or not."""
+    from src.export.writer import SyntheticDatasetWriter
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        images, labels = np.zeros((3, 28, 28, 1), np.uint8), np.array([0, 1, 1])
+        with SyntheticDatasetWriter(
+            tmp_path / "ok", ["0", "1"], png=True, npz=False, workers=2, n_total=3
+        ) as w:
+            assert torch.get_num_threads() == 2
+            w.add(images, labels)
+            w.finish({})
+        assert torch.get_num_threads() == 4 and len(list((tmp_path / "ok").glob("images/*/*.png"))) == 3
+        failing = SyntheticDatasetWriter(tmp_path / "no", ["0"], png=True, npz=False, workers=8, n_total=1)
+        with pytest.raises(RuntimeError, match="test"), failing:
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("test")
+        assert torch.get_num_threads() == 4 and not (tmp_path / "no").exists()
+    finally:
+        torch.set_num_threads(before)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from experiments.benchmarks import eval_cost, export, training
+from experiments.common import cpu_model_and_vector_units
 
 HERE = Path(__file__).resolve().parent
 # The targets each row is held to (issue "Performance"); the tables state met / not met.
@@ -33,21 +34,8 @@ EXTRA_MS_TARGET = 0.3
 EXPORT_TARGET = 5000
 
 
-def _cpu_model_and_vector_units() -> tuple[str, list[str]]:
-    """The CPU's model name and its vector extensions (Linux): a VM's host CPU can change between runs,
-    and AVX-512 / AMX decide the speed of these kernels, bf16 above all."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), []
-    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
-    units = sorted({f for f in (flags.group(1).split() if flags else []) if f.startswith(("avx", "amx"))})
-    return (name.group(1).strip() if name else platform.machine()), units
-
-
 def machine() -> dict:
-    cpu_model, vector_units = _cpu_model_and_vector_units()
+    cpu_model, vector_units = cpu_model_and_vector_units()
     return {
         "cpu": platform.processor() or platform.machine(),
         "cpu_model": cpu_model,
@@ -107,7 +95,7 @@ def run_section(name: str, quick: bool) -> dict | list:
     if name == "evaluation":
         return eval_cost.run(n=500 if quick else 10_000)
     if name == "export":
-        return export.run(n=2000 if quick else 20_000)
+        return export.run(n=2000, repeats=1) if quick else export.run(n=20_000)
     raise ValueError(f"unknown section {name}")
 
 
@@ -142,7 +130,8 @@ def markdown(results: dict) -> str:
         f"Machine: {m['cores']} cores ({m.get('cpu_model', m['cpu'])}; {' '.join(m.get('vector_units', [])) or 'vector units not recorded'}), torch {m['torch']} with {m['torch_threads']} threads, "
         f"GPU: {m['gpu'] or 'none'}. Benchmark wall time {results['wall_seconds']:.0f} s."
         + "".join(
-            f" Section `{name}` re-run on {r['created_at']} ({r['wall_seconds']:.0f} s, `--only {name}`)."
+            f" Section `{name}` re-run on {r['created_at']} ({r['wall_seconds']:.0f} s, `--only {name}`"
+            f"{', ' + r['machine']['cpu_model'] if r['machine'].get('cpu_model') else ''})."
             for name, r in results.get("reruns", {}).items()
         ),
         "",
@@ -226,9 +215,9 @@ def markdown(results: dict) -> str:
     x = results["export"]
     lines += ["", "| export (28x28) | value |", "|---|---|"]
     lines += [f"| {key} | {_fmt(value)} |" for key, value in x.items()]
-    lines.append(
-        f"| target: png_images_per_s >= {EXPORT_TARGET} | {_status(x['png_images_per_s'] >= EXPORT_TARGET)} |"
-    )
+    # Judged where the pipeline's own cost shows (memory); on a machine without a tmpfs, on disk.
+    judged = "png_images_per_s" if "png_images_per_s" in x else "disk_png_images_per_s"
+    lines.append(f"| target: {judged} >= {EXPORT_TARGET} | {_status(x[judged] >= EXPORT_TARGET)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -31,10 +31,15 @@ import lightning.pytorch as pl
 import torch
 
 from experiments.benchmarks.timing import StepTimer, steady_throughput, timing_record
+from src.models import VaeModule
 
 ROOT = Path(__file__).resolve().parents[2]
 # wgan_gp: the GAN with n_critic=5 and a gradient penalty (a generator update every fifth step).
-MODEL_OVERRIDES = {"vae": ["model=vae"], "dcgan": ["model=dcgan"], "wgan_gp": ["model=wgan_gp"]}
+MODEL_OVERRIDES = {
+    "vae": ["model=vae"],
+    "dcgan": ["model=dcgan"],
+    "wgan_gp": ["model=wgan_gp"],
+}
 # The speed options of `hardware` / `trainer`, each measured against the framework's defaults.
 VARIANTS = {
     "channels_last": ["hardware.channels_last=true"],
@@ -190,7 +195,7 @@ def raw_loop(model: str, batch_size: int, steps: int) -> dict:
     torch.manual_seed(0)
     module, x, y = build_module_and_data(model, batch_size)
     module.train()
-    step_fn = (_vae_step if model == "vae" else _gan_step)(module)
+    step_fn = (_vae_step if isinstance(module, VaeModule) else _gan_step)(module)
     step_ends: list[float] = []
     first_step_wall = None
     for xb, yb in _batches(x, y, batch_size, steps):
@@ -239,7 +244,7 @@ def lightning_loop(model: str, batch_size: int, steps: int) -> dict:
             callbacks=[timer],
             default_root_dir=tmp,
         )
-        bare = _BareVae(module) if model == "vae" else _BareGan(module)
+        bare = _BareVae(module) if isinstance(module, VaeModule) else _BareGan(module)
         trainer.fit(bare, train_dataloaders=_StepBatches(x, y, batch_size, steps))
     return timing_record(timer.first_step_wall, timer.step_ends)
 
@@ -423,11 +428,17 @@ def overhead(model: str, batch_size: int, steps: int, warmup: int, rounds: int, 
 
 
 def rounds(model: str, batch_size: int, steps: int, repeats: int) -> list[list[dict]]:
-    """``repeats`` rounds of (raw loop, bare Lightning, `src.train`) in this process."""
-    return [
-        [loop(model, batch_size, steps) for loop in (raw_loop, lightning_loop, framework_loop)]
-        for _ in range(repeats)
-    ]
+    """``repeats`` rounds of (raw loop, bare Lightning, `src.train`) in this process, each returned
+    in that order. The order they run in rotates from round to round (raw first, then bare Lightning
+    first, then `src.train` first, ...): a run's place in the process (heap, caches, how long the
+    process has run) then weighs on every side alike."""
+    loops = (raw_loop, lightning_loop, framework_loop)
+    out = []
+    for index in range(repeats):
+        order = [(index + k) % len(loops) for k in range(len(loops))]
+        measured = {side: loops[side](model, batch_size, steps) for side in order}
+        out.append([measured[side] for side in range(len(loops))])
+    return out
 
 
 # Profiler actions that contain the model's own compute (forward, backward, optimizer update) or

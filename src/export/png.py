@@ -29,12 +29,12 @@ def write_pngs(root: str, relpaths: list[str], images: np.ndarray) -> list[tuple
     out = []
     for relpath, image in zip(relpaths, images):
         data = encode_png(image)
-        _write_new_file(os.path.join(root, relpath), data)
+        write_new_file(os.path.join(root, relpath), data)
         out.append((relpath, hashlib.sha256(data).hexdigest()))
     return out
 
 
-def _write_new_file(path: str, data: bytes) -> None:
+def write_new_file(path: str, data: bytes) -> None:
     """One unbuffered write to a file that must not exist yet (the export's temporary directory).
 
     A few hundred bytes per file: Python's buffered file object costs more than the write itself.
