@@ -65,7 +65,7 @@ class SyntheticDatasetWriter:
             GIL while it compresses, so threads scale without the start-up cost of processes.
             While they run, torch's CPU generation keeps the other cores (at least one): OpenMP
             threads spin between operations, and on oversubscribed cores that spinning takes the
-            encoders' time (2 cores, 20k MNIST images: ~4,700 -> ~5,700 images/s, see
+            encoders' time (2 cores, 20k MNIST images: ~4,700 -> ~5,600 images/s, see
             experiments/benchmarks/README.md).
     """
 
