@@ -35,11 +35,7 @@ from src.models import VaeModule
 
 ROOT = Path(__file__).resolve().parents[2]
 # wgan_gp: the GAN with n_critic=5 and a gradient penalty (a generator update every fifth step).
-MODEL_OVERRIDES = {
-    "vae": ["model=vae"],
-    "dcgan": ["model=dcgan"],
-    "wgan_gp": ["model=wgan_gp"],
-}
+MODEL_OVERRIDES = {"vae": ["model=vae"], "dcgan": ["model=dcgan"], "wgan_gp": ["model=wgan_gp"]}
 # The speed options of `hardware` / `trainer`, each measured against the framework's defaults.
 VARIANTS = {
     "channels_last": ["hardware.channels_last=true"],
