@@ -211,7 +211,12 @@ def _benchmark_written(checkout: Path, output: str) -> None:
     assert startup["target_s"] == pytest.approx(1.5 * (startup["baseline_s"] + startup["data_load_s"]))
     options = {(row["model"], row["option"]) for row in results["options"]}
     assert options == {(m, o) for m in ("vae", "dcgan") for o in ("channels_last", "bf16-mixed", "compile")}
-    assert results["export"]["png_images_per_s"] > 0
+    export = results["export"]
+    assert export["png_images_per_s"] > 0 and export["disk_png_images_per_s"] > 0
+    assert export["disk_bare_file_writes_per_s"] > 0
+    assert all(
+        results["evaluation"][f"{score}_s"] > 0 for score in ("p_precision_recall", "swd", "detection")
+    )
     assert "| vae |" in (checkout / "experiments" / "benchmarks" / "results.md").read_text()
 
 
