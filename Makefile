@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+# Test workers (pytest-xdist): the README's two halves run side by side; see tests/README.md.
+WORKERS ?= 2
 
 .PHONY: install train test test-fast lint format bench clean
 
@@ -21,10 +23,10 @@ train: $(STAMP)
 	$(PY) -m src.train $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup $(ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -5,12 +5,15 @@ closest-synthetic-image attack on ``n_synthetic`` of its samples. On an export d
 closest-synthetic-image attack on the exported images (black-box), against the data of the run
 that made it, with ``<dir>.audit.json`` / ``.md`` written beside the dataset. Members are ``n``
 training images, non-members as many test images (``src/metrics/membership.py``). Writes
-``metrics.json`` (``audit/<attack>/auc``, ``.../tpr_at_fpr_1pct``, ``.../tpr_at_fpr_0.1pct``) with
-the protocol, and logs to the loggers.
+``metrics.json`` (``audit/<attack>/auc``, ``.../tpr_at_fpr_1pct``, ``.../tpr_at_fpr_0.1pct``; ``null``
+where there are too few non-members to measure that rate) with the protocol and the audited model's
+``privacy`` block (its checkpoint's or export manifest's; ``mechanism: none`` without one), and logs
+to the loggers.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.export.audit import write_audit_report
+from src.export.exporter import NO_PRIVACY, privacy_block
 from src.export.reader import read_export
 from src.logger import finish_wandb_runs
 from src.metrics.membership import membership_audit, model_white_box
@@ -64,6 +68,7 @@ def audit(cfg: DictConfig) -> TaskResult:
             model_white_box(model),
             {"checkpoint": str(cfg.ckpt_path)},
         )
+        privacy = privacy_block(model)
     else:
         root = Path(cfg.export_dir).expanduser()
         exported = read_export(root)
@@ -82,18 +87,48 @@ def audit(cfg: DictConfig) -> TaskResult:
         datamodule.prepare_data()
         datamodule.setup()
         synthetic, white_box, source = exported.images, None, {"export_dir": str(root.resolve())}
+        privacy = exported.manifest.get("privacy") or {"mechanism": "none", "statement": NO_PRIVACY}
     scores, protocol = membership_audit(datamodule, cfg.n, cfg.seed, white_box=white_box, synthetic=synthetic)
     protocol.update(source)
     if cfg.export_dir:
-        write_audit_report(Path(cfg.export_dir).expanduser(), scores, protocol)
+        write_audit_report(Path(cfg.export_dir).expanduser(), scores, protocol, privacy)
     loggers = build_collection(cfg.get("logger"))
     try:
         for logger in loggers:
-            logger.log_hyperparams({"audit": protocol})
-            logger.log_metrics(scores)
+            logger.log_hyperparams({"audit": protocol, "privacy": privacy})
+            # An unmeasurable TPR level (NaN) stays out of the loggers; metrics.json records it as null.
+            logger.log_metrics({name: value for name, value in scores.items() if math.isfinite(value)})
     finally:
         finish_wandb_runs(loggers, failed=False)
-    return TaskResult(metrics=scores, protocol={"audit": protocol}, data_source=datamodule.data_source)
+    return TaskResult(
+        metrics=scores,
+        protocol={"audit": protocol},
+        data_source=datamodule.data_source,
+        extra={"privacy": privacy},
+        summary=summary_lines(scores, protocol, privacy),
+    )
+
+
+def summary_lines(scores: dict[str, float], protocol: dict, privacy: dict) -> list[str]:
+    """The console table: each attack's ROC AUC (0.5 = no leakage) and TPRs at low FPR."""
+    attacks = sorted({name.split("/")[1] for name in scores if name.startswith("audit/")})
+    epsilon = privacy.get("epsilon")
+    guarantee = f"epsilon {epsilon:.3g}" if isinstance(epsilon, int | float) else "no privacy guarantee"
+    lines = [
+        f"membership audit ({protocol.get('n_members')} members vs {protocol.get('n_nonmembers')} non-members; "
+        f"model: {guarantee}; AUC 0.5 = members cannot be told apart):",
+        f"  {'attack':<20}{'AUC':>7}{'TPR@1%':>9}{'TPR@0.1%':>10}",
+    ]
+
+    def cell(value: float | None, width: int) -> str:
+        return f"{'n/a':>{width}}" if value is None or not math.isfinite(value) else f"{value:>{width}.3f}"
+
+    for attack in attacks:
+        auc, tpr1, tpr01 = (
+            scores.get(f"audit/{attack}/{key}") for key in ("auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct")
+        )
+        lines.append(f"  {attack:<20}{cell(auc, 7)}{cell(tpr1, 9)}{cell(tpr01, 10)}")
+    return lines
 
 
 main = hydra_task("audit")(audit)

@@ -31,6 +31,7 @@ from src.metrics.augmentation import augmentation_report, flat_augmentation, wri
 from src.metrics.classifier_networks import ClassifierArch
 from src.metrics.classifier_training import TrainingRecipe
 from src.metrics.utility import classification_accuracy_score
+from src.metrics.verdict import markdown_table
 from src.runtime.build import build_collection, build_datamodule, build_hardware
 from src.runtime.config_check import check_config, task_options
 from src.runtime.entry import hydra_task
@@ -152,11 +153,18 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
             log_figure(loggers, key, path)
     finally:
         finish_wandb_runs(loggers, failed=False)
+    acc = utility["accuracy"]
+    summary = [
+        f"utility of {root} (real test split, {utility['n_test']} images): CAS {acc['synthetic']:.3f}, "
+        f"real only (as many) {acc['real']:.3f}, real + synthetic {acc['real+synthetic']:.3f}",
+        f"report: {md_path}",
+    ]
     return TaskResult(
         metrics=metrics,
         protocol=report.get("score_protocol", {}),
         data_source=datamodule.data_source,
         extra={"data": datamodule.describe()},
+        summary=summary,
     )
 
 
@@ -187,20 +195,25 @@ def write_report(root: Path, report: dict[str, Any]) -> tuple[Path, Path]:
         "| trained on | images | test accuracy |",
         "|---|---|---|",
         f"| synthetic only (CAS) | {utility['n_synthetic']} | {acc['synthetic']:.4f} |",
-        f"| real only | {utility['n_real']} | {acc['real']:.4f} |",
+        f"| real only: a random {utility['n_real']} of the real training images, as many as synthetic "
+        f"(seed {utility['classifier']['recipe']['seed']}) | {utility['n_real']} | {acc['real']:.4f} |",
         f"| real + synthetic | {utility['n_real'] + utility['n_synthetic']} | {acc['real+synthetic']:.4f} |",
         "",
         f"CAS / real accuracy: **{utility['cas_ratio']:.3f}**; augmentation gain: **{utility['augmentation_gain']:+.4f}**.",
+        "",
+        "These three classifiers share one seed and the classifier's epochs; the augmentation report "
+        "(`augmentation.enabled=true`, `<dir>.augmentation.md`) trains its `real` arm on the whole real "
+        "split over several seeds with an equal-step budget: another protocol, another number.",
     ]
     warnings = report.get("score_protocol", {}).get("warnings", [])
     if warnings:
         lines += ["", "**Warnings** (the scores below are less trustworthy):", ""]
         lines += [f"- {warning}" for warning in warnings]
     if "scores" in report:
-        lines += ["", "| score (vs real test split) | value |", "|---|---|"]
-        lines += [f"| {name} | {value:.4g} |" for name, value in report["scores"].items()]
-        lines += ["", f"Protocol: extractor `{report['score_protocol'].get('extractor')}` "
-                      f"sha256 `{str(report['score_protocol'].get('extractor_sha256'))[:12]}`."]  # fmt: skip
+        protocol = report["score_protocol"]
+        lines += ["", *markdown_table(report["scores"], protocol)]
+        lines += ["", f"Protocol: extractor `{protocol.get('extractor')}` "
+                      f"sha256 `{str(protocol.get('extractor_sha256'))[:12]}`."]  # fmt: skip
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
 

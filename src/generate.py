@@ -55,11 +55,17 @@ def generate(cfg: DictConfig) -> TaskResult:
     counts = {f"export/n_{source}": entry["n"] for source, entry in manifest.get("sources", {}).items()}
     if "fill" in manifest:
         counts["export/acceptance_rate"] = manifest["fill"]["acceptance_rate"]
+    summary = [f"exported {manifest['n']} images to {out_dir}"]
+    for source, entry in manifest.get("sources", {}).items():
+        summary.append(f"  {source}: {entry['n']} images, per class {entry['per_class']}")
+    if "fill" in manifest:
+        summary.append(f"  fill acceptance rate: {manifest['fill']['acceptance_rate']:.3f}")
     return TaskResult(
         metrics={"export/n": manifest["n"], **counts, **scores},
         protocol={"export": manifest.get("score_protocol", {}), "out_dir": str(out_dir)},
         data_source=run.datamodule.data_source,
         extra={"data": run.datamodule.describe()},
+        summary=summary,
     )
 
 

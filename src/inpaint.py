@@ -76,7 +76,34 @@ def inpaint(cfg: DictConfig) -> TaskResult:
         },
         data_source=run.datamodule.data_source,
         extra={"data": run.datamodule.describe()},
+        summary=summary_lines(manifest["inpainting"]["scores"], manifest.get("n")),
     )
+
+
+def summary_lines(scores: dict, n: int | None) -> list[str]:
+    """The console table: missing-pixel errors of the model beside both baselines, and the
+    classifier's accuracy on original / masked / filled images."""
+    versions = [name for name in ("model", "mean_fill", "nearest_neighbour_fill") if name in scores]
+    lines = [
+        f"inpainting of {n} images (missing pixels only):",
+        f"  {'fill':<24}{'MSE':>9}{'PSNR dB':>9}{'SSIM':>7}",
+    ]
+    for name in versions:
+        row = scores[name]
+        ssim = row.get("ssim")
+        lines.append(
+            f"  {name:<24}{row['mse']:>9.4f}{row['psnr']:>9.2f}{'' if ssim is None else f'{ssim:>7.3f}'}"
+        )
+    accuracy = scores.get("classifier_accuracy")
+    if accuracy:
+        parts = [
+            f"{name} {accuracy[name]:.3f}" for name in ("original", "masked", *versions) if name in accuracy
+        ]
+        recovered = accuracy.get("model_recovered")
+        lines.append("  classifier accuracy: " + ", ".join(parts))
+        if recovered is not None:
+            lines.append(f"  the model's fill recovers {recovered:.0%} of the accuracy the mask destroyed")
+    return lines
 
 
 def flat_scores(scores: dict) -> dict[str, float]:

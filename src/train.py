@@ -35,6 +35,7 @@ from src.runtime.build import (
 from src.runtime.config_check import check_config, task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult, flat_numbers
+from src.utils import signals
 from src.utils.errors import TrainingFailure, UserError
 from src.utils.logging import get_logger
 
@@ -108,6 +109,9 @@ def train(cfg: DictConfig) -> TaskResult:
     failed = True
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        # A signal the fit deferred but did not reach a batch boundary for (it came during the last
+        # validation) stops the run here, before testing and exporting.
+        signals.raise_if_interrupted()
         result.extra["data"] = datamodule.describe()
         fit_metrics = dict(trainer.callback_metrics)
         test_metrics: dict[str, Any] = {}

@@ -28,7 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Under pytest-xdist (`make test` runs 2 workers) each worker and every process it starts gets one
+# thread: two workers of two spinning OpenMP threads each on a 2-core machine run slower than one.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
 quiet_library_noise()
 
 
@@ -277,3 +284,18 @@ def mnist_extractor(mnist_files, cache_dir: Path):
     from src.metrics import TrainingRecipe, load_extractor
 
     return load_extractor(mnist_files, cache_dir, recipe=TrainingRecipe(epochs=15))
+
+
+# ---------------------------------------------------------------------------- scheduling
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest units first: the README's two halves (xdist groups, minutes each), then the other
+    slow tests, then the rest, each in collection order. Under `make test`'s two workers the two halves
+    start at once on different workers and the short tests fill in around them."""
+
+    def rank(item: pytest.Item) -> int:
+        group = item.get_closest_marker("xdist_group")
+        if group is not None:
+            return 0 if group.args[0] == "readme-runs" else 1
+        return 2 if item.get_closest_marker("slow") is not None else 3
+
+    items.sort(key=rank)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import yaml
 from src.audit import audit
 from src.export.verify import verify_dataset
 from src.generate import generate
-from src.metrics.membership import membership_audit, roc_summary
+from src.metrics.membership import json_scores, membership_audit, roc_summary
 from src.models import VaeModule
 from src.runtime.run import read_metrics_json, run_task
 
@@ -79,8 +80,35 @@ def test_roc_summary_matches_the_closed_form() -> None:
     # TPR at FPR 1 %: members above the 4th-highest of 400 non-member scores (4 false positives allowed).
     threshold = nonmembers.sort(descending=True).values[4]
     assert summary["tpr_at_fpr_1pct"] == pytest.approx((members > threshold).double().mean().item(), abs=1e-9)
-    perfect = roc_summary(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0]))
-    assert perfect == {"auc": 1.0, "tpr_at_fpr_1pct": 1.0, "tpr_at_fpr_0.1pct": 1.0}
+    # 400 non-members cannot measure FPR 0.1 % (one false positive is already 0.25 %).
+    assert math.isnan(summary["tpr_at_fpr_0.1pct"])
+    # 1000 non-members measure both levels. Scores far outside [0, 1] (which torchmetrics would
+    # squash with a sigmoid into ties) keep their order.
+    separated = torch.arange(1000.0)
+    perfect = roc_summary(separated + 1000, separated)
+    assert perfect == {"auc": pytest.approx(1.0), "tpr_at_fpr_1pct": 1.0, "tpr_at_fpr_0.1pct": 1.0}
+
+
+def test_a_false_positive_rate_too_few_non_members_can_measure_is_null_with_its_reason(tmp_path) -> None:
+    from src.export.audit import write_audit_report
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (120, 1, 8, 8), dtype=torch.uint8, generator=g)
+    scores, protocol = membership_audit(Splits(images[:60], images[60:]), n=50, synthetic=images[:10])
+    assert scores["audit/closest_synthetic/auc"] > 0.5  # members 0-9 are in the synthetic set
+    assert math.isnan(scores["audit/closest_synthetic/tpr_at_fpr_1pct"])
+    assert math.isnan(scores["audit/closest_synthetic/tpr_at_fpr_0.1pct"])
+    assert protocol["min_measurable_fpr"] == pytest.approx(1 / 50)
+    assert "needs at least 100 non-members" in protocol["unmeasured"]["tpr_at_fpr_1pct"]
+    assert "1/50 = 0.02" in protocol["unmeasured"]["tpr_at_fpr_0.1pct"]
+    privacy = {"mechanism": "none"}
+    json_path, md_path = write_audit_report(tmp_path / "export", scores, protocol, privacy)
+    report = json.loads(json_path.read_text())
+    assert report["scores"]["audit/closest_synthetic/tpr_at_fpr_1pct"] is None
+    assert report["privacy"] == privacy and report["protocol"]["unmeasured"]
+    text = md_path.read_text()
+    assert "| n/a | n/a |" in text and "needs at least 1000 non-members" in text
+    assert "without differential privacy" in text
 
 
 def test_audit_sees_an_overfit_model_and_not_a_model_that_never_saw_the_members() -> None:
@@ -92,10 +120,9 @@ def test_audit_sees_an_overfit_model_and_not_a_model_that_never_saw_the_members(
     assert protocol["n_members"] == protocol["n_nonmembers"] == 32
     assert scores["audit/elbo/auc"] > 0.8
     # A "generator" that copies its training images: the closest synthetic image is the member itself.
-    assert (
-        scores["audit/closest_synthetic/auc"] == 1.0
-        and scores["audit/closest_synthetic/tpr_at_fpr_1pct"] == 1.0
-    )
+    # (32 non-members cannot measure a TPR at FPR 1 %: it is NaN, see the test below.)
+    assert scores["audit/closest_synthetic/auc"] == 1.0
+    assert math.isnan(scores["audit/closest_synthetic/tpr_at_fpr_1pct"])
     # The same model against 100 + 100 images it never saw: the attack can only guess.
     control, _ = membership_audit(
         Splits(elsewhere[:100], elsewhere[100:]), n=100, white_box=_white_box(overfit), synthetic=seen
@@ -110,9 +137,13 @@ def test_audit_cli_on_a_checkpoint_and_on_an_export(make_cfg, trained_checkpoint
     assert run_task(audit, cfg) is None
     metrics = read_metrics_json(cfg.paths.output_dir)
     for attack in ("elbo", "closest_synthetic"):
-        for stat in ("auc", "tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct"):
-            assert 0.0 <= metrics[f"audit/{attack}/{stat}"] <= 1.0
+        assert 0.0 <= metrics[f"audit/{attack}/auc"] <= 1.0
+        # 50 non-members cannot measure FPR 1 % or 0.1 %: null, with the reason in the protocol.
+        for stat in ("tpr_at_fpr_1pct", "tpr_at_fpr_0.1pct"):
+            assert metrics[f"audit/{attack}/{stat}"] is None
+            assert stat in metrics["protocol"]["audit"]["unmeasured"]
     assert metrics["protocol"]["audit"]["n_members"] == metrics["protocol"]["audit"]["n_nonmembers"] == 50
+    assert metrics["privacy"]["mechanism"] == "none"  # the audited model's privacy block
 
     out = tmp_path / "export"
     generate(
@@ -127,7 +158,8 @@ def test_audit_cli_on_a_checkpoint_and_on_an_export(make_cfg, trained_checkpoint
     result = audit(cfg)
     assert set(result.protocol["audit"]["attacks"]) == {"closest_synthetic"}
     report = json.loads((tmp_path / "export.audit.json").read_text())
-    assert report["scores"] == result.metrics and (tmp_path / "export.audit.md").is_file()
+    assert report["scores"] == json_scores(result.metrics) and (tmp_path / "export.audit.md").is_file()
+    assert report["privacy"] == manifest["privacy"] == result.extra["privacy"]
     assert verify_dataset(out) == []  # the report sits beside the export, which stays intact
 
 
@@ -214,5 +246,5 @@ def test_audit_as_a_metrics_option_at_test_time(make_cfg) -> None:
     )
     result = train(cfg)
     assert 0.0 <= result.metrics["audit/elbo/auc"] <= 1.0
-    assert 0.0 <= result.metrics["audit/closest_synthetic/tpr_at_fpr_1pct"] <= 1.0
+    assert math.isnan(result.metrics["audit/closest_synthetic/tpr_at_fpr_1pct"])  # 40 non-members
     assert result.protocol["audit"]["n_members"] == result.protocol["audit"]["n_nonmembers"] == 40

@@ -26,7 +26,7 @@ GROUPS = [
 ]
 CHECKED = ("model", "data", "trainer", "hardware", "logger", "callbacks", "metrics", "privacy")
 # Options that need a value from the user (or, for image folders, from the data) to be complete.
-REQUIRED = {("data", "image_folder"): ["data.root=/tmp", "data.num_classes=0"]}
+REQUIRED = {("data", "image_folder"): ["data.root=/tmp", "data.num_classes=0", "data.channels=3"]}
 
 
 def options(group: str) -> list[str]:

@@ -189,6 +189,62 @@ def test_image_folder_errors(tmp_path: Path) -> None:
         dm.setup()
 
 
+def _grey_folder(root: Path, per_class: int = 10) -> Path:
+    """Class sub-folders of greyscale images: 8-bit PNG (mode L), 16-bit PNG (I;16) and JPEG (L)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("dark", "light")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 100, (36, 40)) + 120 * c
+            if i == 0:
+                Image.fromarray((pixels * 256).astype(np.uint16)).save(root / name / f"{i}.png")
+            else:
+                suffix = ".jpg" if i % 3 == 0 else ".png"
+                Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}{suffix}")
+    return root
+
+
+def test_image_folder_channels_auto_follows_the_images(tmp_path: Path, image_root: Path, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    grey = _grey_folder(tmp_path / "grey")
+    dm = ImageFolderDataModule(root=str(grey), data_dir="unused", image_size=28, batch_size=4)
+    dm.resolve_spec()
+    assert dm.channels == 1
+    assert "data.channels=auto: 1, every one of the 20 images" in caplog.text
+    dm.setup()
+    assert tuple(dm.split("train")[0].shape[1:]) == (1, 28, 28)
+    # One colour image among grey ones (the fixture's RGB folder: all colour) makes it 3.
+    shutil.copy(next(image_root.glob("circles/*.png")), grey / "dark" / "colour.png")
+    for root in (grey, image_root):
+        dm = ImageFolderDataModule(root=str(root), data_dir="unused", image_size=28, channels="auto")
+        dm.resolve_spec()
+        assert dm.channels == 3
+    assert "data.channels=auto: 3" in caplog.text and "mode RGB" in caplog.text
+
+
+def test_image_folder_channels_auto_reaches_the_model_config(make_cfg, tmp_path: Path) -> None:
+    from src.runtime.build import build_run_parts
+
+    grey = _grey_folder(tmp_path / "grey")
+    cfg = make_cfg(
+        "train",
+        ["model=vae", "data=image_folder", f"data.root={grey}", "data.image_size=28", "model.width=8"],
+    )
+    assert cfg.data.channels == "auto"
+    _, datamodule, model = build_run_parts(cfg)
+    assert datamodule.channels == model.channels == cfg.data.channels == cfg.model.channels == 1
+    assert model.run_config["data"]["channels"] == 1  # checkpoints store the resolved value
+    with pytest.raises(UserError, match=r"data\.channels=2 is invalid|not supported"):
+        build_run_parts(make_cfg("train", ["data=image_folder", f"data.root={grey}", "data.channels=2"]))
+    with pytest.raises(UserError, match=r"data\.channels='grey' is invalid"):
+        build_run_parts(make_cfg("train", ["data=image_folder", f"data.root={grey}", "data.channels=grey"]))
+
+
 def test_resizing_and_channel_conversion_on_request(data_root: Path) -> None:
     dm = MnistDataModule(data_dir=str(data_root), source="files", image_size=32, channels=3)
     dm.setup()

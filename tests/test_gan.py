@@ -62,8 +62,12 @@ def test_fast_dev_run_of_every_gan_on_every_data_option(
     # n_critic=1: the one batch of fast_dev_run makes a discriminator and a generator update.
     overrides = [f"model={model}", *FAST_GAN, *_data(data, image_root), "debug=fdr", "model.n_critic=1"]
     result = train(make_cfg("train", overrides))
-    for name in ("loss/d", "loss/g", "test/d_real", "test/d_fake"):
+    for name in ("loss/d", "loss/g", "test/d_real", "test/d_fake", "test/d_margin", "test/d_acc"):
         assert math.isfinite(result.metrics[name]), name
+    assert result.metrics["test/d_margin"] == pytest.approx(
+        result.metrics["test/d_real"] - result.metrics["test/d_fake"], abs=1e-5
+    )
+    assert 0 <= result.metrics["test/d_acc"] <= 1
     assert result.metrics["global_step"] == 1
 
 

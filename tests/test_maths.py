@@ -44,13 +44,26 @@ def test_wasserstein_and_hinge_loss_known_values() -> None:
     assert hinge.generator(fake).item() == pytest.approx(-fake.mean().item())
 
 
-def test_discriminator_accuracy_uses_the_losss_threshold() -> None:
+def test_discriminator_accuracy_measures_separation_not_the_sign_of_the_outputs() -> None:
+    # A critic whose outputs drifted below 0 yet tells every pair apart (issue: it read 0.5, "fooled").
+    real, fake = torch.full((8,), -2.40), torch.full((8,), -4.73)
+    real, fake = real + torch.linspace(0, 0.1, 8), fake - torch.linspace(0, 0.1, 8)
+    assert discriminator_accuracy(real, fake).item() == 1.0
+    assert discriminator_accuracy(fake, real).item() == 0.0  # prefers the samples
+    assert discriminator_accuracy(real + 100, fake + 100).item() == 1.0  # offset-free
+    # Pairs: real [1, 2, -0.5, 3] vs fake [-1, 0.5, -2, -3]: 15 of 16 right (-0.5 < 0.5); a tie counts half.
     real, fake = torch.tensor([1.0, 2.0, -0.5, 3.0]), torch.tensor([-1.0, 0.5, -2.0, -3.0])
-    # Threshold 0: real right 3/4, fake right 3/4.
-    assert discriminator_accuracy(real, fake, NonSaturatingLoss()).item() == pytest.approx(0.75)
-    # Wasserstein: midpoint of the means (1.375 and -1.375 -> 0): the same split here, shifted critic alike.
-    assert discriminator_accuracy(real + 10, fake + 10, WassersteinLoss()).item() == pytest.approx(0.75)
-    assert discriminator_accuracy(fake, real, HingeLoss()).item() == pytest.approx(0.25)
+    assert discriminator_accuracy(real, fake).item() == pytest.approx(15 / 16)
+    assert discriminator_accuracy(torch.tensor([0.0]), torch.tensor([0.0, -1.0])).item() == pytest.approx(
+        0.75
+    )
+    # Indistinguishable outputs: about 0.5, as torchmetrics' ROC AUC.
+    from torchmetrics.functional.classification import binary_auroc
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(300, generator=g), torch.randn(200, generator=g)
+    auc = binary_auroc(torch.cat([real, fake]), torch.cat([torch.ones(300), torch.zeros(200)]).long())
+    assert discriminator_accuracy(real, fake).item() == pytest.approx(auc.item(), abs=1e-6)
 
 
 # ------------------------------------------------------------------------------ penalties

@@ -37,16 +37,19 @@ IMAGE_SCORES = [
     "p_precision",
     "p_recall",
     "precision_outlier_share",
+    "outside_share",
     "swd",
     "swd_pixel",
     "swd_pixel_28",
     "swd_pixel_14",
     "detection_auc",
+    "sharpness",
+    "class_tv",
 ]
-MEMORIZATION = ["authenticity", "nn_train", "nn_heldout"]
+MEMORIZATION = ["authenticity", "copy_share", "nn_train", "nn_heldout"]
 
 
-def test_train_run_records_scores_with_their_protocol_and_eval_reproduces_them(make_cfg) -> None:
+def test_train_run_records_scores_with_their_protocol_and_eval_reproduces_them(make_cfg, capsys) -> None:
     cfg = make_cfg(
         "train",
         [
@@ -61,6 +64,12 @@ def test_train_run_records_scores_with_their_protocol_and_eval_reproduces_them(m
     out = Path(cfg.paths.output_dir)
     metrics = read_metrics_json(out)
     assert metrics["status"] == "ok"
+    # The console ends with the test scores beside real vs real (24 held-out val images) and the verdict.
+    printed = capsys.readouterr().out
+    assert "test scores: 64 samples vs 60 real test images (real vs real: 24 held-out val images)" in printed
+    assert "  verdict: fidelity " in printed and printed.rstrip().endswith(f"ok: {out / 'metrics.json'}")
+    assert metrics["protocol"]["test"]["reference"]["n"] == 24
+    assert metrics["protocol"]["test"]["reference/real/fid"] > 0
     for stage in ("val", "test"):
         for name in IMAGE_SCORES + MEMORIZATION:
             assert math.isfinite(metrics[f"{stage}/{name}"]), f"{stage}/{name}"

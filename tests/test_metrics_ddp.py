@@ -29,6 +29,10 @@ SCORES = [
     "authenticity",
     "nn_train",
     "nn_heldout",
+    "outside_share",
+    "copy_share",
+    "class_tv",
+    "sharpness",
 ]
 
 

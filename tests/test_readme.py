@@ -377,11 +377,30 @@ def _tracked_files() -> list[str]:
     return [name for name in out.split("\0") if name and (ROOT / name).is_file()]
 
 
+# The runs the README's placeholders stand for (``<run>``, ``.../``), made by README commands
+# themselves, on first need; their own test cases reuse these runs rather than training twice.
+BASE_RUNS = {
+    "vae": "python -m src.train model=vae data=mnist",
+    "cvae": "python -m src.train model=cvae export.enabled=true export.n=10000",
+}
+
+
 @dataclass
 class Checkout:
     root: Path
     images: Path
     runs: dict[str, Path] = field(default_factory=dict)
+    outputs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
+
+    def base_run(self, name: str) -> Path:
+        """The run directory of ``BASE_RUNS[name]``, running it the first time."""
+        if name not in self.runs:
+            command = BASE_RUNS[name]
+            result = self.run(command, _budget(CASES[command], command))
+            assert result.returncode == 0, result.stderr[-3000:]
+            self.outputs[command] = result
+            self.runs[name] = Path(re.findall(r"^run directory: (.+)$", result.stdout, re.M)[-1])
+        return self.runs[name]
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PL_", "LOCAL_RANK", "HYDRA_"))}
@@ -391,21 +410,21 @@ class Checkout:
 
     def fill(self, command: str) -> str:
         """The README's placeholders, filled with what exists in this checkout."""
-        vae_run = self.runs["vae"].relative_to(self.root)
-        cvae_run = self.runs["cvae"].relative_to(self.root)
         command = command.replace("/path/to/images", str(self.images))
-        # Gap filling and inpainting start from the README's rare-class run, exports from the cVAE.
-        if "src.inpaint" in command or "fill=" in command or "mnist_rare" in command:
-            run = _latest_run_with(self.root, "data.subset").relative_to(self.root)
-        elif "src.generate" in command or "src.eval " in command:
-            run = cvae_run
-        else:
-            run = vae_run
-        command = command.replace("logs/train/runs/<run>", str(run)).replace(".../", f"{run}/checkpoints/")
         if "logs/train/multiruns/<timestamp>" in command:
             command = command.replace(
                 "logs/train/multiruns/<timestamp>", str(_seed_sweep(self.root).relative_to(self.root))
             )
+        if not any(mark in command for mark in ("<run>", ".../", "<dir>", "mnist_cvae")):
+            return command
+        # Gap filling and inpainting start from the README's rare-class run, exports from the cVAE.
+        if "src.inpaint" in command or "fill=" in command or "mnist_rare" in command:
+            run = _latest_run_with(self.root, "data.subset").relative_to(self.root)
+        elif "src.generate" in command or "src.eval " in command or "mnist_cvae" in command:
+            run = self.base_run("cvae").relative_to(self.root)
+        else:
+            run = self.base_run("vae").relative_to(self.root)
+        command = command.replace("logs/train/runs/<run>", str(run)).replace(".../", f"{run}/checkpoints/")
         return command.replace("<dir>", "synthetic/mnist_cvae")
 
     def run(
@@ -449,17 +468,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Checkout:
     make_cifar10(root / "data")
     make_idx_dataset(root / "data", "FashionMNIST", n_train=600)
     images = make_image_folder(tmp_path_factory.mktemp("my_images"), per_class=100)
-    made = Checkout(root, images)
-    # The runs the README's placeholders stand for, made by README commands themselves.
-    for name, command in (
-        ("vae", "python -m src.train model=vae data=mnist"),
-        ("cvae", "python -m src.train model=cvae export.enabled=true export.n=10000"),
-    ):
-        case = CASES[command]
-        result = made.run(command, _budget(case, command))
-        assert result.returncode == 0, result.stderr[-3000:]
-        made.runs[name] = Path(re.findall(r"^run directory: (.+)$", result.stdout, re.M)[-1])
-    return made
+    return Checkout(root, images)
 
 
 def _budget(case: Case, command: str) -> list[str]:
@@ -480,11 +489,33 @@ def test_every_readme_command_is_covered() -> None:
 
 RUNNABLE = [c for c in readme_commands(README.read_text()) if c in CASES and CASES[c].kind != "skip"]
 
+# Two halves that share nothing, each in its own copy of the checkout, so that `make test`'s two
+# workers (pytest-xdist, --dist loadgroup) run them side by side: the commands that need the README's
+# trained runs and their exports, and all the others. Within a half, README order is kept.
+RUNS_GROUP, COMMANDS_GROUP = "readme-runs", "readme-commands"
+NEEDS_RUNS = ("<run>", ".../", "<dir>", "mnist_cvae", "mnist_rare", "data.subset", "src.inpaint", "src.audit")
+
+
+def readme_group(command: str) -> str:
+    needs_runs = command in BASE_RUNS.values() or any(mark in command for mark in NEEDS_RUNS)
+    return RUNS_GROUP if needs_runs else COMMANDS_GROUP
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", RUNNABLE, ids=[c[:80] for c in RUNNABLE])
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param(c, id=c[:80], marks=pytest.mark.xdist_group(readme_group(c))) for c in RUNNABLE],
+)
 def test_readme_command_runs_as_printed(checkout: Checkout, command: str, tmp_path: Path) -> None:
     case = CASES[command]
+    if command in BASE_RUNS.values():
+        # Made once, as printed, with its budget: the placeholders' runs are these very runs.
+        checkout.base_run(next(name for name, base in BASE_RUNS.items() if base == command))
+        result = checkout.outputs[command]
+        assert re.search(r"^run directory: ", result.stdout, re.M), result.stdout[-2000:]
+        if case.check:
+            case.check(checkout.root, result.stdout + result.stderr)
+        return
     filled = checkout.fill(command)
     if case.before:
         case.before(checkout.root)
@@ -525,10 +556,11 @@ def test_readme_command_runs_as_printed(checkout: Checkout, command: str, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(RUNS_GROUP)
 @pytest.mark.parametrize("block", range(len(readme_python(README.read_text()))))
 def test_readme_python_runs_as_printed(checkout: Checkout, block: int) -> None:
     code = readme_python(README.read_text())[block]
-    cvae = checkout.runs["cvae"].relative_to(checkout.root)
+    cvae = checkout.base_run("cvae").relative_to(checkout.root)
     code = code.replace("logs/train/runs/<run>", str(cvae))
     shutil.rmtree(checkout.root / "synthetic" / "notebook", ignore_errors=True)
     result = subprocess.run(
@@ -539,6 +571,7 @@ def test_readme_python_runs_as_printed(checkout: Checkout, block: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(COMMANDS_GROUP)
 def test_make_clean_removes_the_outputs(checkout: Checkout) -> None:
     assert (checkout.root / "logs").is_dir()
     result = checkout.run("make clean", [])

@@ -24,7 +24,16 @@ def test_every_score_the_framework_logs_is_in_the_table() -> None:
     everything = ScoreOptions(kid=True, isc=True, prdc=True, authenticity=True, mifid=True)
     names = [f"val/{n}" for n in Scorer.names(everything)] + [f"val/{n}" for n in MODE_SCORES]
     names += [f"test/{n}" for n in EVAL_SCORES] + ["test/nll_iwae", "train/loss", "train/kl", "train/beta"]
-    names += ["val/d_real", "val/d_fake", "loss/d", "loss/g", "loss/gp", "loss/r1"]
+    names += [
+        "val/d_real",
+        "val/d_fake",
+        "val/d_margin",
+        "val/d_acc",
+        "loss/d",
+        "loss/g",
+        "loss/gp",
+        "loss/r1",
+    ]
     missing = [name for name in names if registry.lookup(name) is None]
     assert not missing
 

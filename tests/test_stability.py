@@ -41,6 +41,43 @@ def test_metrics_json_holds_the_spread_of_the_last_k_evaluations(make_cfg) -> No
     assert metrics["protocol"]["stability"]["last_k"] == 3
 
 
+def test_the_spread_is_over_the_runs_last_evaluations_not_those_before_the_best(tmp_path: Path) -> None:
+    """Testing best.ckpt (`trainer.test(ckpt_path=...)`) restores callback states: the history must
+    stay the run's, not rewind to the evaluations before the best checkpoint."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from src.callbacks import ScoreHistory
+    from src.runtime.build import collect_stability
+
+    fids = [1.0, 5.0, 2.0, 8.0, 3.0]  # best at the first evaluation
+
+    class Scored(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            self.log("val/fid", fids[self.current_epoch])
+
+    history = ScoreHistory(last_k=3)
+    trainer = pl.Trainer(
+        max_epochs=len(fids),
+        limit_train_batches=1,
+        limit_val_batches=1,
+        limit_test_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[ModelCheckpoint(tmp_path, filename="best", monitor="val/fid", mode="min"), history],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    model = Scored()
+    trainer.fit(model)
+    trainer.test(model, ckpt_path=trainer.checkpoint_callback.best_model_path, verbose=False)
+    scores, protocol = collect_stability(trainer)
+    assert scores["spread/val/fid"] == pytest.approx(statistics.stdev(fids[-3:]))
+    assert protocol["evaluations"] == 3
+
+
 def test_a_diverged_run_records_its_divergence_event(make_cfg, monkeypatch) -> None:
     from src.models.vae import VaeModule
 
@@ -135,6 +172,28 @@ def test_compare_command_writes_markdown_json_and_plot(sweep_dir: Path, tmp_path
         assert (sweep_dir / name).stat().st_size > 0
     assert "test/fid ↓" in out and str(sweep_dir) in out
     assert json.loads((sweep_dir / "compare.json").read_text())["runs"] == 6
+
+
+def test_compare_plot_draws_runs_with_one_evaluation_as_points(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from src.metrics.compare import comparison_figure, plot
+
+    for i, (model, seed, fid) in enumerate([("dcgan", 1, 10.0), ("dcgan", 2, 14.0), ("wgan_gp", 1, 30.0)]):
+        make_run(tmp_path / "runs", str(i), [f"model={model}"], seed, {"test/fid": fid}, [(50, fid)])
+    comparison = compare_runs(find_runs([tmp_path / "runs"]))
+    fig = comparison_figure(comparison)
+    try:
+        # One data line per configuration (error bars and caps are separate artists).
+        lines = [container.lines[0] for container in fig.axes[0].containers]
+        assert [(list(line.get_xdata()), list(line.get_ydata())) for line in lines] == [
+            ([50], [12.0]),
+            ([50], [30.0]),
+        ]
+        assert all(line.get_marker() == "o" for line in lines)  # visible without a second point
+    finally:
+        plt.close(fig)
+    assert plot(comparison, tmp_path / "compare.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,19 @@
-"""``last.ckpt`` after every training epoch, independent of the monitored checkpoint."""
+"""``last.ckpt`` after every training epoch, independent of the monitored checkpoint, and at the
+batch where SIGTERM or SIGINT stopped a fit."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from src.utils import signals
+from src.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -13,6 +21,11 @@ class LastCheckpoint(ModelCheckpoint):
 
     Lightning's ``save_last`` rewrites ``last.ckpt`` only when the monitored checkpoint is saved,
     so a run whose score stopped improving would resume (``ckpt_path=auto``) from a stale step.
+
+    Interrupts: while fitting, a first SIGTERM / SIGINT is deferred to the end of the current
+    batch (:mod:`src.utils.signals`), where the weights, optimizers and step count agree, and
+    ``last.ckpt`` is written there (Lightning's checkpoints save nothing on an exception). An
+    interrupt that struck mid-step (a second signal) leaves the previous ``last.ckpt`` as it was.
     """
 
     def __init__(self, dirpath: str, every_n_epochs: int = 1) -> None:
@@ -49,6 +62,50 @@ class LastCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
         self._batches_saved = _real_batches(trainer)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            signals.set_deferring(True)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
+        if stage == "fit":
+            signals.set_deferring(False)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        signals.raise_if_interrupted()
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        if trainer.state.fn == TrainerFn.FITTING:
+            signals.raise_if_interrupted()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # Only an interrupt between batches (ours, or Lightning's own SIGTERM check) leaves a state
+        # worth resuming; a failure (a diverged loss) or a mid-step interrupt does not.
+        between_batches = getattr(exception, "at_boundary", False) or isinstance(exception, SIGTERMException)
+        if not between_batches or self._should_skip_saving_checkpoint(trainer):
+            return
+        self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+        log.warning(
+            f"interrupted: the state after {_real_batches(trainer)} training batches is in {self.best_model_path}"
+        )
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)

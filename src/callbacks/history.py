@@ -15,15 +15,21 @@ class ScoreHistory(pl.Callback):
     """Records every ``val/...`` number at the end of each validation (sanity checks excluded;
     a value exactly equal to the score's previous one counts once, see below).
 
-    :meth:`spreads` gives each score's sample standard deviation over its last ``last_k``
-    evaluations: how much the score still moves at the end of training. The history is part of
-    the callback's checkpoint state, so a resumed run keeps it.
+    :meth:`spreads` gives each score's sample standard deviation over the run's last ``last_k``
+    evaluations, whichever checkpoint was best: how much the score still moves at the end of
+    training. The history is part of the callback's checkpoint state, so a resumed run keeps it;
+    only a fit restores it (see :meth:`load_state_dict`).
     """
 
     def __init__(self, last_k: PositiveInt = 5) -> None:
         super().__init__()
         self.last_k = last_k
         self.history: dict[str, list[tuple[int, float]]] = {}
+        self._stage: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Lightning calls `setup` before it restores callback states from a checkpoint.
+        self._stage = stage
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -58,6 +64,11 @@ class ScoreHistory(pl.Callback):
         return {"history": {name: [list(point) for point in series] for name, series in self.history.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning restores callback states for every `ckpt_path`, `trainer.test(ckpt_path=best)`
+        # included: that would rewind the history to the best checkpoint's evaluations and make
+        # the spread that of the evaluations before the best one. Only resuming a fit restores it.
+        if self._stage not in (None, "fit"):
+            return
         self.history = {
             name: [(int(step), float(value)) for step, value in series]
             for name, series in state_dict.get("history", {}).items()

@@ -7,10 +7,11 @@ report), so the dataset's checksums stay valid.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from src.metrics.membership import FPR_LEVELS
+from src.metrics.membership import FPR_LEVELS, json_scores
 
 
 def audit_table(scores: dict[str, float], protocol: dict[str, Any]) -> list[str]:
@@ -26,19 +27,53 @@ def audit_table(scores: dict[str, float], protocol: dict[str, Any]) -> list[str]
         values = [scores[f"audit/{attack}/auc"]] + [
             scores[f"audit/{attack}/tpr_at_fpr_{k}"] for k in FPR_LEVELS
         ]
-        lines.append(f"| {attack} ({description}) | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+        lines.append(f"| {attack} ({description}) | " + " | ".join(_cell(v) for v in values) + " |")
+    unmeasured = protocol.get("unmeasured") or {}
+    if unmeasured:
+        lines += ["", *(f"n/a: {reason}." for reason in dict.fromkeys(unmeasured.values()))]
     return lines
 
 
-def write_audit_report(root: Path, scores: dict[str, float], protocol: dict[str, Any]) -> tuple[Path, Path]:
+def _cell(value: float | None) -> str:
+    # A level the non-members cannot measure: NaN in Python, null once read back from JSON.
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def privacy_lines(privacy: dict[str, Any]) -> list[str]:
+    """One line on the audited model's privacy guarantee (the checkpoint's or manifest's block)."""
+    if privacy.get("mechanism", "none") == "none":
+        return ["Audited model: trained without differential privacy (no formal guarantee)."]
+    epsilon, delta = privacy.get("epsilon"), privacy.get("delta")
+    epsilon = f"{epsilon:.3f}" if isinstance(epsilon, int | float) else epsilon
+    delta = f"{delta:g}" if isinstance(delta, int | float) else delta
+    return [f"Audited model: {privacy.get('mechanism')}, epsilon = {epsilon}, delta = {delta}."]
+
+
+def write_audit_report(
+    root: Path, scores: dict[str, float], protocol: dict[str, Any], privacy: dict[str, Any]
+) -> tuple[Path, Path]:
+    """``<dir>.audit.json`` (scores, ``null`` where unmeasurable; protocol; the audited model's
+    ``privacy`` block) and ``<dir>.audit.md`` beside the export."""
     root = Path(root)
     json_path = root.parent / f"{root.name}.audit.json"
     md_path = root.parent / f"{root.name}.audit.md"
-    json_path.write_text(
-        json.dumps({"dataset": str(root.resolve()), "scores": scores, "protocol": protocol}, indent=2) + "\n"
-    )
+    report = {
+        "dataset": str(root.resolve()),
+        "scores": json_scores(scores),
+        "protocol": protocol,
+        "privacy": privacy,
+    }
+    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     md_path.write_text(
-        "\n".join([f"# Membership-inference audit of `{root.name}`", "", *audit_table(scores, protocol)])
+        "\n".join(
+            [
+                f"# Membership-inference audit of `{root.name}`",
+                "",
+                *privacy_lines(privacy),
+                "",
+                *audit_table(scores, protocol),
+            ]
+        )
         + "\n"
     )
     return json_path, md_path

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from src.export.audit import audit_table
+from src.metrics.verdict import markdown_table
 
 CARD = "README.md"
 
@@ -115,9 +116,7 @@ def _score_lines(manifest: dict[str, Any]) -> list[str]:
         return ["Not scored at export (`score=false`); `python -m src.evaluate_dataset` scores an export."]
     protocol = manifest.get("score_protocol") or {}
     return [
-        "| score | value |",
-        "|---|---|",
-        *[f"| {name} | {value:.4g} |" for name, value in scores.items() if isinstance(value, int | float)],
+        *markdown_table({k: v for k, v in scores.items() if isinstance(v, int | float)}, protocol),
         "",
         f"Protocol: against the real `{protocol.get('split')}` split ({protocol.get('n_real')} real, "
         f"{protocol.get('n_fake')} generated images), extractor `{protocol.get('extractor')}` (weights sha256 "

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from src.export.labels import plan_labels
 from src.export.writer import SyntheticDatasetWriter, check_out_dir
+from src.metrics.membership import json_scores
 from src.models.base import GenerativeModule
 from src.utils.errors import UserError
 from src.utils.images import to_uint8
@@ -148,7 +149,8 @@ def export_dataset(
             manifest["score_protocol"] = protocol
         if samples and auditor is not None and options.audit:
             audit_scores, audit_protocol = auditor(torch.cat(samples))
-            manifest["audit"] = {"scores": audit_scores, "protocol": audit_protocol}
+            # Unmeasurable TPR levels are NaN: null in the manifest, which must stay valid JSON.
+            manifest["audit"] = {"scores": json_scores(audit_scores), "protocol": audit_protocol}
         path = writer.finish(manifest)
     log.info(f"exported {options.n} samples to {path}")
     return path, manifest

@@ -267,7 +267,8 @@ class SampleQuality(pl.Callback):
         datamodule: GenerativeDataModule = trainer.datamodule
         points = datamodule.kind == "points"
         n = self.n_points if points else self.fake_count(stage, len(datamodule.split(stage)[0]))
-        keep_images = not points and self.scorer.pixel_swd_enabled(datamodule)
+        # The images serve the pixel SWD and the sharpness check of the verdict.
+        keep_images = not points
         rows, images = self._draw_and_gather(
             trainer, pl_module, chunk_sizes(n, self.chunk_size), points, keep_images
         )

@@ -244,7 +244,17 @@ def markdown(comparison: dict[str, Any], scores: Sequence[str] | None = None) ->
 
 def plot(comparison: dict[str, Any], path: Path, scores: Sequence[str] | None = None) -> Path:
     """Score-vs-step curves (mean ± std over seeds, one line per configuration); without CSV logs,
-    the final scores as bars."""
+    the final scores as bars. Written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = comparison_figure(comparison, scores)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def comparison_figure(comparison: dict[str, Any], scores: Sequence[str] | None = None) -> Any:
+    """The figure :func:`plot` writes (a matplotlib ``Figure``; the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,6 +286,11 @@ def plot(comparison: dict[str, Any], path: Path, scores: Sequence[str] | None = 
             if kind == "curve" and name in c["curves"]:
                 curve = c["curves"][name]
                 mean, std = curve["mean"], curve["std"]
+                if len(curve["step"]) == 1:
+                    # One evaluation per run: a line through one point draws nothing, and neither
+                    # does a band over one step; a marker with an error bar does.
+                    ax.errorbar(curve["step"], mean, yerr=std, marker="o", capsize=3, label=label)
+                    continue
                 ax.plot(curve["step"], mean, label=label)
                 ax.fill_between(
                     curve["step"],
@@ -297,9 +312,7 @@ def plot(comparison: dict[str, Any], path: Path, scores: Sequence[str] | None = 
     if handles:
         fig.legend(handles, labels, loc="lower center", fontsize=7, ncol=min(3, len(labels)))
     fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def write_comparison(

@@ -11,6 +11,7 @@ equal ``prdc``'s (density/coverage use ``<``, prdc's convention).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -37,7 +38,8 @@ def kernel_distance(
     fake: Tensor, real: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """KID (unbiased MMD^2, cubic polynomial kernel): mean and std over ``subsets`` random subsets.
-    The subset size is capped at the smaller sample count."""
+    The subset size is capped at the smaller sample count; when both sets are used whole (one
+    subset) the std is NaN: there is no spread over subsets to report."""
     size = min(subset_size, len(fake), len(real))
     if size == len(fake) == len(real):
         # Every subset is then the whole of both sets (in another order), and the unbiased MMD^2 does
@@ -52,7 +54,9 @@ def kernel_distance(
         rng_seed=seed,
         verbose=False,
     )
-    return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
+    # One subset has no spread to measure: NaN (null in metrics.json), not a misleading 0.
+    std = float(out["kernel_inception_distance_std"]) if subsets > 1 else math.nan
+    return float(out["kernel_inception_distance_mean"]), std
 
 
 def inception_score(logits: Tensor, splits: int = 10, seed: int = 0) -> tuple[float, float]:

@@ -5,8 +5,10 @@ drawn with ``seed`` (the test split never trained the model). Each attack gives 
 score, higher meaning "more likely a member"; the audit reports the ROC AUC (0.5: the attacker
 cannot tell) and the true-positive rate at false-positive rates of 1 % and 0.1 % (Carlini et al.
 2022, "Membership inference attacks from first principles": what matters is confident hits at a
-low false-positive rate). With ``n`` non-members the smallest non-zero FPR is ``1 / n``; at
-``n < 1000`` the 0.1 % figure is the TPR at zero false positives.
+low false-positive rate). With ``n`` non-members the smallest non-zero FPR is ``1 / n``: a level
+below it cannot be measured (at ``n < 1000`` a "TPR at FPR 0.1 %" would be the TPR at zero false
+positives, a stricter and noisier number), so its TPR is NaN in Python and ``null`` in JSON, and the
+protocol says why (``unmeasured``) and gives ``min_measurable_fpr``.
 
 Attacks
     * ``elbo`` (white-box, VAEs): the model's per-example evidence lower bound; an overfit VAE
@@ -22,7 +24,8 @@ ROC AUC and ROC come from torchmetrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -46,15 +49,46 @@ ATTACKS = {
 WhiteBox = Callable[[Tensor, Tensor | None], Tensor]
 
 
+def measurable(level: float, n_nonmembers: int) -> bool:
+    """Whether ``n_nonmembers`` can measure a false-positive rate of ``level`` (at least ``1/level``)."""
+    return n_nonmembers * level >= 1 - 1e-9
+
+
 def roc_summary(member_scores: Tensor, nonmember_scores: Tensor) -> dict[str, float]:
-    """ROC AUC and TPR at the FPR levels of an attack's scores (torchmetrics)."""
+    """ROC AUC and TPR at the FPR levels of an attack's scores (torchmetrics); NaN for a level
+    that fewer than ``1/level`` non-members cannot measure."""
     preds = torch.cat([member_scores, nonmember_scores]).double().cpu()
+    # torchmetrics reads scores outside [0, 1] as logits and squashes them with a sigmoid, which
+    # turns every score above ~37 (or ELBOs below ~-745) into one tie: an order-preserving map into
+    # [0, 1] keeps the attack's ranking intact.
+    low, high = preds.min(), preds.max()
+    preds = (preds - low) / (high - low) if high > low else torch.zeros_like(preds)
     target = torch.cat([torch.ones(len(member_scores)), torch.zeros(len(nonmember_scores))]).long()
     out = {"auc": float(binary_auroc(preds, target))}
     fpr, tpr, _ = binary_roc(preds, target)
     for name, level in FPR_LEVELS.items():
-        out[f"tpr_at_fpr_{name}"] = float(tpr[fpr <= level + 1e-12].max())
+        out[f"tpr_at_fpr_{name}"] = (
+            float(tpr[fpr <= level + 1e-12].max()) if measurable(level, len(nonmember_scores)) else math.nan
+        )
     return out
+
+
+def unmeasured_levels(n_nonmembers: int) -> dict[str, str]:
+    """``{"tpr_at_fpr_<level>": reason}`` for the levels ``n_nonmembers`` cannot measure."""
+    return {
+        f"tpr_at_fpr_{name}": (
+            f"not measured: FPR {level:g} needs at least {math.ceil(1 / level - 1e-9)} non-members; with "
+            f"{n_nonmembers} the smallest non-zero FPR is 1/{n_nonmembers} = {1 / max(n_nonmembers, 1):.3g} "
+            "(raise n)"
+        )
+        for name, level in FPR_LEVELS.items()
+        if not measurable(level, n_nonmembers)
+    }
+
+
+def json_scores(scores: Mapping[str, float]) -> dict[str, float | None]:
+    """The scores with NaN (a level that could not be measured) as ``None``, i.e. JSON ``null``."""
+    return {name: value if math.isfinite(value) else None for name, value in scores.items()}
 
 
 def audit_candidates(
@@ -140,6 +174,8 @@ def membership_audit(
         "train_fingerprint": datamodule.fingerprint("train"),
         "attacks": attacks,
         "fpr_levels": FPR_LEVELS,
+        "min_measurable_fpr": 1 / max(len(nonmembers[0]), 1),
+        "unmeasured": unmeasured_levels(len(nonmembers[0])),
         "reference": "Carlini et al. 2022 (TPR at low FPR); Hayes et al. 2019 (LOGAN); Chen et al. 2020 (GAN-Leaks)",
     }
     return scores, protocol

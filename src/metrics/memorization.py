@@ -5,9 +5,9 @@
   ``authenticity`` is the share of authentic samples: 1 for a model that never copies, 0 when
   every sample is a copy of a training image.
 * Nearest-neighbour distances: the mean distance from generated samples to their nearest
-  training sample (``nn_train``), next to the same for held-out real samples (``nn_heldout``).
-  A model that generalises puts its samples as far from the training set as unseen data are;
-  a copying one puts them closer.
+  training sample (``nn_train``) and to their nearest held-out real sample (``nn_heldout``).
+  A model that generalises puts its samples as far from the training set as unseen data are
+  (the reference's ``nn_train``); a copying one puts them closer.
 * MiFID (Bai et al. 2021, the Kaggle "Generative Dog Images" rule): FID divided by the mean
   minimum cosine distance from generated to training features when that distance is below
   ``eps`` (the torchmetrics definition).
@@ -52,15 +52,17 @@ def authenticity(fake: Tensor, train: TrainReference) -> float:
 
 
 def nearest_neighbour_distances(fake: Tensor, train: Tensor, heldout: Tensor) -> dict[str, float]:
-    """Mean distance to the nearest training sample, of generated samples (``nn_train``) and of
-    held-out real samples (``nn_heldout``), against the same training reference.
+    """Mean distance of generated samples to their nearest training image (``nn_train``) and to
+    their nearest held-out real image (``nn_heldout``, the scored split).
 
-    Data the model never saw show how far from the training set new samples of the distribution
-    fall; generated samples much closer than that are copies (the comparison of Meehan et al. 2020).
+    A model that generalises puts its samples about as far from the training images as from images
+    it never saw; a copying one puts them much closer to the training images (the comparison of
+    Meehan et al. 2020). What held-out real images get is the evaluation's reference
+    (``reference/real/nn_train``).
     """
     return {
         "nn_train": float(nearest(fake, train)[0].double().mean()),
-        "nn_heldout": float(nearest(heldout, train)[0].double().mean()),
+        "nn_heldout": float(nearest(fake, heldout)[0].double().mean()),
     }
 
 

@@ -115,7 +115,37 @@ SCORES: tuple[Score, ...] = (
         "share of samples not closer to a training image than training images are to each other",
     ),
     Score("nn_train", None, 0, INF, "mean distance of samples to their nearest training image"),
-    Score("nn_heldout", None, 0, INF, "mean distance of samples to their nearest held-out image"),
+    Score(
+        "nn_heldout", None, 0, INF, "mean distance of samples to their nearest held-out image (scored split)"
+    ),
+    Score(
+        "copy_share",
+        False,
+        0,
+        1,
+        "share of samples closer to a training image than a third of its nearest-neighbour distance (near-copies)",
+    ),
+    Score(
+        "outside_share",
+        False,
+        0,
+        1,
+        "share of samples farther from every real image than 99 % of real images from their nearest other one",
+    ),
+    Score(
+        "sharpness",
+        None,
+        0,
+        INF,
+        "mean variance of the image Laplacian (focus measure); judged against real images' (blur)",
+    ),
+    Score(
+        "class_tv",
+        False,
+        0,
+        1,
+        "total variation between the domain classifier's class histogram of the samples and the real labels'",
+    ),
     Score("mifid", False, 0, INF, "memorization-informed FID (FID penalised for copies of training images)"),
     Score(
         "confident_frac",
@@ -155,7 +185,20 @@ SCORES: tuple[Score, ...] = (
     # GAN evaluation steps.
     Score("d_real", None, -INF, INF, "mean critic output on held-out real images"),
     Score("d_fake", None, -INF, INF, "mean critic output on generated samples"),
-    Score("d_acc", False, 0, 1, "discriminator accuracy on held-out real vs generated (0.5 = fooled)"),
+    Score(
+        "d_margin",
+        None,
+        -INF,
+        INF,
+        "mean critic output on held-out real images minus that on generated samples",
+    ),
+    Score(
+        "d_acc",
+        False,
+        0,
+        1,
+        "share of (held-out real, generated) pairs where the discriminator scores the real one higher (ROC AUC; 0.5 = cannot tell)",
+    ),
     # VAE, in nats per image.
     Score("elbo", True, -INF, INF, "evidence lower bound on log p(x)"),
     Score("loss", False, -INF, INF, "the training objective (VAE: recon + beta * kl)"),

@@ -12,6 +12,7 @@ how many processes drew it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +42,17 @@ from src.metrics.robust import (
     outlier_ball_share,
     probabilistic_precision_recall,
 )
+from src.metrics.verdict import (
+    COPY_RATIO,
+    OUTSIDE_QUANTILE,
+    class_tv,
+    copy_share,
+    judge,
+    outside_share,
+    outside_threshold,
+    sharpness,
+    verdict_warnings,
+)
 from src.metrics.wasserstein import (
     PATCH,
     PIXEL_SWD_SCALE,
@@ -64,6 +76,8 @@ Sampler = Callable[..., Tensor]
 EXTRACTOR_ACCURACY_FLOOR = 0.8  # held-out accuracy of the domain classifier
 MIN_REAL_FOR_KNN = 200  # real images of the scored split
 OUTLIER_SHARE_LIMIT = 0.5  # share of precision carried by the top 1 % largest k-NN balls
+# The held-out real split scored as a stand-in generator against each scored split (the reference).
+REFERENCE_SPLIT = {"test": "val", "val": "test"}
 
 
 def default_n_fake(n_real: int, cap: int) -> int:
@@ -117,6 +131,7 @@ class RealSide:
     fid_stats: dict[str, Any]
     radii: dict[int, Tensor] | None
     patches: PyramidDescriptors | None = None
+    outside_threshold: float | None = None
 
 
 def chunk_seed(seed: int, index: int) -> int:
@@ -161,6 +176,7 @@ class Scorer:
         self.real_features = RealFeatureCache(cache_dir)
         self._real: dict[tuple[str, str], RealSide] = {}
         self._train: dict[str, TrainReference] = {}
+        self._references: dict[tuple[str, str, int], tuple[dict[str, float], dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ real side
     def real_side(self, datamodule: GenerativeDataModule, split: str) -> RealSide:
@@ -169,14 +185,16 @@ class Scorer:
             features = self.real_features.get(self.extractor, datamodule, split, self.batch_size)
             radii = None
             if self.options.prdc:
-                radii = knn_radii(features.features, self.knn_ranks(len(features), self.options.dc_k))
+                # Rank 1 too: the nearest-neighbour distances behind outside_share's threshold.
+                radii = knn_radii(features.features, self.knn_ranks(len(features), self.options.dc_k, 1))
             patches = None
             if self.pixel_swd_enabled(datamodule):
                 images = datamodule.split(split)[0]
                 patches = pyramid_descriptors(
                     images, self.options.swd_pixel_patches, self._patch_seed("real")
                 )
-            self._real[key] = RealSide(features, fid_statistics(features.features), radii, patches)
+            threshold = outside_threshold(radii[1]) if radii is not None else None
+            self._real[key] = RealSide(features, fid_statistics(features.features), radii, patches, threshold)
         return self._real[key]
 
     def knn_ranks(self, n: int, *ks: int) -> tuple[int, ...]:
@@ -263,6 +281,9 @@ class Scorer:
             scores["precision_outlier_share"] = outlier_ball_share(
                 fake.features, real.features.features, real.radii[opts.pr_k]
             )
+            scores["outside_share"] = outside_share(
+                fake.features, real.features.features, real.outside_threshold
+            )
         if opts.swd:
             scores["swd"] = sliced_wasserstein(
                 fake.features, real.features.features, opts.swd_projections, opts.seed, p=2
@@ -274,10 +295,24 @@ class Scorer:
             scores["detection_auc"] = detection_auc(
                 fake.features, real.features.features, opts.seed, opts.detection_classifier
             )
+        if images is not None:
+            scores["sharpness"] = sharpness(images)
+        labels = datamodule.split(split)[1]
+        num_classes = int(
+            datamodule.num_classes if datamodule.num_classes is not None else len(datamodule.class_names)
+        )
+        if (
+            opts.isc
+            and fake.logits is not None
+            and labels is not None
+            and num_classes == fake.logits.shape[1]
+        ):
+            scores["class_tv"] = class_tv(fake.logits.argmax(dim=1), labels, num_classes)
         if opts.uses_train:
             train = self.train_reference(datamodule)
             if opts.authenticity:
                 scores["authenticity"] = authenticity(fake.features, train)
+                scores["copy_share"] = copy_share(fake.features, train)
                 scores.update(
                     nearest_neighbour_distances(fake.features, train.features, real.features.features)
                 )
@@ -346,8 +381,58 @@ class Scorer:
             protocol["n_train_reference"] = min(opts.n_train_reference, len(datamodule.split("train")[0]))
         if opts.mifid:
             protocol["mifid_eps"] = opts.mifid_eps
+        if opts.prdc:
+            protocol["outside_quantile"] = OUTSIDE_QUANTILE
+        if opts.authenticity:
+            protocol["copy_ratio"] = COPY_RATIO
         protocol["warnings"] = self.warnings(split, n_real, scores or {})
+        if scores:
+            reference, about = self.reference(datamodule, split, n_fake)
+            protocol["reference"] = about
+            protocol.update(
+                {
+                    f"reference/real/{name}": value if math.isfinite(value) else None
+                    for name, value in reference.items()
+                }
+            )
+            protocol["verdict"] = judge(scores, reference)
+            protocol["warnings"] += verdict_warnings(protocol["verdict"])
         return protocol
+
+    def reference(
+        self, datamodule: GenerativeDataModule, split: str, n_fake: int
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Real against real: as many held-out real images as samples (at most the held-out split:
+        val for test, test for val), scored against ``split`` exactly as samples are. What a perfect
+        generator would get at this count with this extractor; empty, with the reason, when the
+        held-out split is too small."""
+        other = REFERENCE_SPLIT.get(split)
+        key = (split, other or "", n_fake)
+        if key in self._references:
+            return self._references[key]
+        if other is None:
+            about: dict[str, Any] = {"split": None, "n": 0, "reason": f"no held-out split beside {split}"}
+            self._references[key] = ({}, about)
+            return self._references[key]
+        images = datamodule.split(other)[0]
+        n = min(n_fake, len(images))
+        about = {
+            "split": other,
+            "n": n,
+            "images": f"{n} of the {other} split, drawn with seed {self.options.seed}",
+        }
+        if n < max(self.options.min_fake(), self.options.min_real()):
+            about["reason"] = f"the {other} split has {len(images)} images: too few for a reference"
+            self._references[key] = ({}, about)
+            return self._references[key]
+        generator = torch.Generator().manual_seed(int(self.options.seed))
+        index = torch.randperm(len(images), generator=generator)[:n].sort().values
+        held_out = self.real_features.get(self.extractor, datamodule, other, self.batch_size)
+        features = FeatureSet(
+            held_out.features[index], None if held_out.logits is None else held_out.logits[index]
+        )
+        self._references[key] = (self.score(features, datamodule, split, images=images[index]), about)
+        return self._references[key]
 
     def warnings(self, split: str, n_real: int, scores: dict[str, float]) -> list[str]:
         """What makes these scores untrustworthy, each with the fix; logged as WARNINGs."""
@@ -401,11 +486,14 @@ class Scorer:
             if opts.prdc
             else []
         )
+        names += ["outside_share"] if opts.prdc else []
         names += ["swd"] if opts.swd else []
         sizes = pyramid_sizes(image_size) if opts.swd_pixel and image_size else []
         names += ["swd_pixel", *(f"swd_pixel_{size}" for size in sizes)] if sizes else []
         names += ["detection_auc"] if opts.detection else []
-        names += ["authenticity", "nn_train", "nn_heldout"] if opts.authenticity else []
+        names += ["sharpness"] if image_size else []
+        names += ["class_tv"] if opts.isc else []
+        names += ["authenticity", "copy_share", "nn_train", "nn_heldout"] if opts.authenticity else []
         names += ["mifid"] if opts.mifid else []
         return names
 

@@ -56,8 +56,9 @@ class GanModule(GenerativeModule):
     Training logs ``loss/d`` (the discriminator's whole objective, penalties included),
     ``loss/g`` (at generator updates) and each penalty term (``loss/gp``, ``loss/r1``); the
     training step returns them as detached scalars for the divergence guard. Evaluation steps log ``<stage>/d_real`` and ``<stage>/d_fake``, the mean critic output on
-    held-out real data and on generated samples, and ``<stage>/d_acc``, the discriminator's accuracy
-    on them (:func:`discriminator_accuracy`); sample-quality scores (``val/fid``, ``val/rkl``)
+    held-out real data and on generated samples, ``<stage>/d_margin``, their difference, and
+    ``<stage>/d_acc``, the share of (real, generated) pairs the discriminator ranks the right way
+    round (:func:`discriminator_accuracy`); sample-quality scores (``val/fid``, ``val/rkl``)
     come from the ``metrics`` callback.
     """
 
@@ -370,10 +371,11 @@ class GanModule(GenerativeModule):
         fake_out = self.discriminator(fake, labels).float()
         self.log(f"{stage}/d_real", real_out.mean(), sync_dist=True)
         self.log(f"{stage}/d_fake", fake_out.mean(), sync_dist=True)
-        self.log(f"{stage}/d_acc", discriminator_accuracy(real_out, fake_out, self.loss), sync_dist=True)
+        self.log(f"{stage}/d_margin", real_out.mean() - fake_out.mean(), sync_dist=True)
+        self.log(f"{stage}/d_acc", discriminator_accuracy(real_out, fake_out), sync_dist=True)
 
     def validation_scores(self) -> list[str]:
-        return ["d_real", "d_fake", "d_acc"]
+        return ["d_real", "d_fake", "d_margin", "d_acc"]
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("val", batch, batch_idx)
@@ -411,18 +413,22 @@ class GanModule(GenerativeModule):
         return self.discriminator(x, y if self.num_classes else None).float()
 
 
-def discriminator_accuracy(real_out: Tensor, fake_out: Tensor, loss: GanLoss) -> Tensor:
-    """Share of held-out real and generated samples (equal counts) the critic puts on the right side.
+def discriminator_accuracy(real_out: Tensor, fake_out: Tensor) -> Tensor:
+    """Share of (held-out real, generated) pairs the critic ranks the right way round: the ROC AUC
+    of its outputs as a real-vs-generated classifier, ``P(D(real) > D(fake))`` with ties counted half.
 
-    The side is the loss's decision threshold (logit 0: D = 0.5 for the non-saturating loss, the
-    margin centre for hinge). A Wasserstein critic has none, so its threshold is the midpoint of
-    the batch's mean real and mean fake outputs (an optimistic choice, made on the scored batch).
-    0.5 means the discriminator cannot tell the samples from real images.
+    A ranking, not a cut at a fixed output: only the non-saturating loss gives an output a meaning
+    on its own (logit 0). A hinge or Wasserstein critic can drift as a whole, and a cut at 0 read
+    real -2.40 and fake -4.73 as 0.5, "fooled", for a critic that tells every pair apart. Nor is a
+    threshold fitted on the scored batch (optimistic on small batches). 0.5: the critic cannot tell
+    them apart; 1: every real image above every sample; below 0.5: it prefers the samples. Per
+    evaluation batch (O(n log n)); the logged value is its mean over batches.
     """
-    threshold = loss.decision_threshold
-    if threshold is None:
-        threshold = float(0.5 * (real_out.mean() + fake_out.mean()))
-    return 0.5 * ((real_out > threshold).float().mean() + (fake_out <= threshold).float().mean())
+    real, fake = real_out.detach().flatten().float(), fake_out.detach().flatten().float()
+    ordered = fake.sort().values
+    below = torch.searchsorted(ordered, real, right=False)  # fakes strictly under each real output
+    not_above = torch.searchsorted(ordered, real, right=True)  # ... plus the ties
+    return (below + not_above).double().sum().float() / (2 * len(real) * len(fake))
 
 
 def exponential_moving_average(module: nn.Module, decay: float) -> AveragedModel:

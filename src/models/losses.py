@@ -22,12 +22,10 @@ class GanLoss:
     """Adversarial loss: ``discriminator(real, fake)`` and ``generator(fake)`` from critic outputs.
 
     ``lipschitz_critic`` says whether the loss needs a Lipschitz-constrained critic (a gradient
-    penalty or spectral norm) to be well defined. ``decision_threshold`` is the critic output at
-    which the loss is indifferent between real and fake (``None``: the loss has no such point).
+    penalty or spectral norm) to be well defined.
     """
 
     lipschitz_critic = False
-    decision_threshold: float | None = 0.0
 
     def discriminator(self, real: Tensor, fake: Tensor) -> Tensor:
         real_terms, fake_terms = self.discriminator_terms(real, fake)
@@ -70,8 +68,6 @@ class WassersteinLoss(GanLoss):
     """
 
     lipschitz_critic = True
-    # The critic is defined up to a constant: no output means "real" by itself.
-    decision_threshold = None
 
     def discriminator_terms(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
         return -real.float(), fake.float()

@@ -266,6 +266,7 @@ class DifferentialPrivacy(Callback):
             # The hooks live on the network's own layers: the model keeps calling (and saving) the
             # network itself, so checkpoints keep their keys and load without Opacus.
             self._hooks.append(GradSampleModule(network, batch_first=True, loss_reduction="sum", strict=True))
+        say_backward_hook_warning_once()
 
     # ------------------------------------------------------------------ the plan and the budget
     def plan(
@@ -488,6 +489,30 @@ def _epsilon(accountant: Any, delta: float) -> float:
     with _quiet_accountant():
         value = float(accountant.get_epsilon(delta=delta))
     return value if math.isfinite(value) else float("inf")
+
+
+BACKWARD_HOOK_WARNING = "Full backward hook is firing when gradients are computed"
+_backward_hook_warning_said = False
+
+
+def say_backward_hook_warning_once() -> None:
+    """Shows torch's backward-hook warning once per process instead of at every step.
+
+    Opacus hooks every layer of a private network, the first one too, whose input (the images)
+    needs no gradient, so torch warns "Full backward hook is firing when gradients are computed
+    with respect to module outputs ..." at every backward pass. A ``once`` filter does not hold:
+    CPython keys it on the warning site's registry, which every ``catch_warnings`` block (the
+    accountant's at each ``privacy/epsilon`` log among them) clears. So: one log line, then ignored.
+    """
+    global _backward_hook_warning_said
+    warnings.filterwarnings("ignore", message=BACKWARD_HOOK_WARNING)
+    if not _backward_hook_warning_said:
+        _backward_hook_warning_said = True
+        log.info(
+            f"privacy=dp: torch warns '{BACKWARD_HOOK_WARNING} with respect to module outputs' at every step of "
+            "a private run (Opacus hooks the first layer, whose input images need no gradient): expected, "
+            "shown this once."
+        )
 
 
 class _quiet_accountant(warnings.catch_warnings):

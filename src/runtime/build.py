@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.callbacks import DivergenceGuard, ScoreHistory
 from src.data.base import GenerativeDataModule
 from src.hardware import Hardware
-from src.metrics import registry
+from src.metrics import SampleQuality, Scorer, registry
 from src.models.base import CONFIG_KEY, GenerativeModule
 from src.models.checkpoint import read_checkpoint
 from src.privacy import DifferentialPrivacy
@@ -64,14 +64,17 @@ def build_hardware(cfg: DictConfig) -> Hardware:
 def build_datamodule(cfg: DictConfig) -> GenerativeDataModule:
     """Builds the data module and learns what the config leaves to the data (no download yet).
 
-    What the data module infers (an image folder's classes) is written back into ``cfg.data``,
-    so the model config's interpolations (``${data.num_classes}``) see it.
+    What the data module infers (an image folder's classes, its ``channels: auto``) is written
+    back into ``cfg.data``, so the model config's interpolations (``${data.num_classes}``,
+    ``${data.channels}``) see the resolved value.
     """
     datamodule: GenerativeDataModule = build(cfg.data)
     datamodule.resolve_spec()
     with open_dict(cfg):
         for key in DATA_SPEC_KEYS:
-            if key in cfg.data and cfg.data[key] is None and getattr(datamodule, key, None) is not None:
+            if key not in cfg.data or cfg.data[key] not in (None, "auto"):
+                continue
+            if getattr(datamodule, key, None) is not None:
                 cfg.data[key] = getattr(datamodule, key)
     return datamodule
 
@@ -268,7 +271,7 @@ def collect_protocol(trainer: pl.Trainer) -> dict[str, Any]:
 
 def collect_stability(trainer: pl.Trainer) -> tuple[dict[str, float], dict[str, Any]]:
     """``spread/<score>`` for every score with a direction in the table (its standard deviation
-    over the last k evaluations, from :class:`ScoreHistory`) and ``divergence_events`` (from the
+    over the run's last k evaluations, from :class:`ScoreHistory`) and ``divergence_events`` (from the
     :class:`DivergenceGuard`), with their protocol."""
     scores: dict[str, float] = {}
     protocol: dict[str, Any] = {}
@@ -280,7 +283,7 @@ def collect_stability(trainer: pl.Trainer) -> tuple[dict[str, float], dict[str, 
                 if row is not None and row.higher_is_better is not None:
                     scores[f"spread/{name}"] = spread
             protocol.update(
-                spread="sample standard deviation over the last k evaluations",
+                spread="sample standard deviation over the run's last k evaluations",
                 last_k=callback.last_k,
                 evaluations=max(counts.values(), default=0),
             )
@@ -298,6 +301,15 @@ class TrainedRun:
     datamodule: GenerativeDataModule
     model: GenerativeModule
 
+    def scorer(self) -> Scorer:
+        """The run's own scorer: the extractor and score options of its ``metrics`` config (the
+        extractor from the cache, trained on first use). With the same sample count these give the
+        numbers ``src.eval`` gives for the checkpoint."""
+        for callback in build_metrics(self.run_cfg, self.datamodule, self.hardware):
+            if isinstance(callback, SampleQuality) and callback.extractor is not None:
+                return Scorer(callback.extractor, callback.options, callback.cache_dir, callback.batch_size)
+        raise UserError("this run has no image metrics (metrics=none or point data): nothing to score with.")
+
 
 # Keys a command takes from its own config when it reuses a checkpoint's run config.
 COMMAND_KEYS = ("hardware", "logger", "paths", "task_name")
@@ -308,7 +320,9 @@ def load_trained_run(cfg: DictConfig, ckpt_path: str | Path) -> TrainedRun:
 
     The command's own ``hardware``, ``logger`` and ``paths`` replace the stored ones; where the
     command sets them, so do ``metrics``, ``data_dir`` (where the data live on this machine) and
-    ``seed``. The weights (EMA included) come from the checkpoint.
+    ``seed``. The weights (EMA included) come from the checkpoint; the model is in eval mode, as
+    ``src.eval`` tests it (in train mode, batch-norm layers sample with the statistics of each
+    batch: other images, and other scores, than the command gives).
     """
     checkpoint = read_checkpoint(ckpt_path)
     run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
@@ -324,7 +338,7 @@ def load_trained_run(cfg: DictConfig, ckpt_path: str | Path) -> TrainedRun:
     hardware, datamodule, model = build_run_parts(run_cfg)
     model.load_state_dict(checkpoint["state_dict"])
     model.on_load_checkpoint(checkpoint)
-    return TrainedRun(run_cfg, hardware, datamodule, model)
+    return TrainedRun(run_cfg, hardware, datamodule, model.eval())
 
 
 def load_run(ckpt_path: str | Path, data_dir: str | Path | None = None, hardware: str = "auto") -> TrainedRun:

@@ -2,7 +2,8 @@
 
 ``metrics.json`` is the run's result: a flat ``{"name": number}`` map plus ``status``,
 ``protocol`` and ``data_source``. It is written on global rank 0 at the end of every run,
-failed runs included, and replaced atomically so a reader never sees half a file.
+failed runs and runs stopped by SIGTERM / SIGINT (``"status": "interrupted"``) included, and
+replaced atomically so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from src.runtime.summary import console_summary
+from src.utils import signals
 from src.utils.errors import TrainingFailure, UserError
 from src.utils.logging import get_logger
 
@@ -36,6 +39,9 @@ class TaskResult:
     protocol: dict[str, Any] = field(default_factory=dict)
     data_source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The command's own headline lines for the console (an audit's AUCs, an inpainting's PSNR); the
+    # scores' table and verdict are added from ``protocol`` (:mod:`src.runtime.summary`).
+    summary: list[str] = field(default_factory=list)
 
 
 def report_error(message: str) -> None:
@@ -94,12 +100,38 @@ def run_task(task: Callable[[DictConfig], TaskResult], cfg: DictConfig) -> float
 
     Single runs exit non-zero on failure (2 for user mistakes, 1 otherwise). In a multirun a failed
     job is recorded and reported, and the sweep goes on: the job returns ``objective_penalty``.
+    SIGTERM and SIGINT stop any run, a sweep's too, with ``"status": "interrupted"`` and exit code
+    143 / 130 (:mod:`src.utils.signals`).
     """
     output_dir = cfg.paths.output_dir
+    announce(f"run directory: {output_dir}")
+    with signals.interruptible():
+        try:
+            return _run(task, cfg, output_dir)
+        except BaseException:
+            # Lightning ends a KeyboardInterrupt in `sys.exit(1)` and its own SIGTERM check in a
+            # SystemExit, and a library may turn one into its own error: the signal received, not
+            # the exception, says this was an interrupt.
+            signum = signals.received()
+            if signum is None:
+                raise
+            _interrupted(output_dir, signum)
+    return None
+
+
+def _interrupted(output_dir: str, signum: int) -> None:
+    reason = f"stopped by {signals.describe(signum)}"
+    last = Path(output_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        reason += f"; resume with ckpt_path={last}"
+    write_metrics_json(output_dir, "interrupted", TaskResult(), reason=reason)
+    sys.exit(signals.exit_code(signum))
+
+
+def _run(task: Callable[[DictConfig], TaskResult], cfg: DictConfig, output_dir: str) -> float | None:
     multirun = _is_multirun()
     rank = getattr(rank_zero_only, "rank", 0)
     partial = TaskResult()
-    announce(f"run directory: {output_dir}")
     try:
         result = task(cfg)
     except UserError as exc:
@@ -109,6 +141,8 @@ def run_task(task: Callable[[DictConfig], TaskResult], cfg: DictConfig) -> float
             cfg, output_dir, str(exc), getattr(exc, "result", None) or partial, multirun, rank, exit_code=1
         )
     except Exception as exc:
+        if signals.received() is not None:
+            raise  # an interrupt that a library reported as its own error
         reason = f"{type(exc).__name__}: {exc}"
         write_metrics_json(output_dir, "failed", partial, reason=reason)
         if multirun or rank != 0:
@@ -116,6 +150,8 @@ def run_task(task: Callable[[DictConfig], TaskResult], cfg: DictConfig) -> float
             return _penalty(cfg) if multirun else None
         raise
 
+    for line in console_summary(result.metrics, result.protocol, result.summary):
+        announce(line)
     write_metrics_json(output_dir, "ok", result)
     metric = cfg.get("optimized_metric")
     if not metric or rank != 0:
