@@ -5,8 +5,10 @@ Loads the model from its checkpoint (EMA weights when it has them), generates ``
 classifier for unconditional ones), writes ImageFolder PNGs, ``metadata.csv``, ``data.npz``,
 ``manifest.json`` and ``SHA256SUMS`` atomically, and with ``logger=wandb`` logs the directory as a
 W&B dataset artifact. Verify it later with ``python -m src.verify_dataset <out_dir>``.
-``fill=balance`` (or ``fill=N``) fills the real training split up to a target per class instead
-and exports real + generated images (:mod:`src.export.fill`).
+``fill=balance`` (``fill.target=N``: up to N per class) fills the real training split up to a
+target per class instead and exports real + generated images (:mod:`src.export.fill`). Conditional
+generation passes the per-class gate (``gate`` / ``fill.gate``: :mod:`src.export.gate`); its table
+is in the manifest, the dataset card and the console, its warnings in ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from src.export.exporter import ExportOptions
+from src.export.gate import gate_lines
 from src.export.pipeline import export_trained_model
 from src.export.writer import check_out_dir
 from src.logger import finish_wandb_runs
@@ -55,14 +58,25 @@ def generate(cfg: DictConfig) -> TaskResult:
     counts = {f"export/n_{source}": entry["n"] for source, entry in manifest.get("sources", {}).items()}
     if "fill" in manifest:
         counts["export/acceptance_rate"] = manifest["fill"]["acceptance_rate"]
+    gate = manifest.get("gate")
+    if gate and not gate.get("skipped"):
+        counts["export/gate_failed"] = len(gate["failed"])
+        if gate["min_observed_agreement"] is not None:
+            counts["export/min_agreement_observed"] = gate["min_observed_agreement"]
     summary = [f"exported {manifest['n']} images to {out_dir}"]
     for source, entry in manifest.get("sources", {}).items():
         summary.append(f"  {source}: {entry['n']} images, per class {entry['per_class']}")
     if "fill" in manifest:
         summary.append(f"  fill acceptance rate: {manifest['fill']['acceptance_rate']:.3f}")
+    if gate:
+        summary += gate_lines(gate)
+    protocol = {"export": manifest.get("score_protocol", {}), "out_dir": str(out_dir)}
+    if gate:
+        # collect_warnings reads each protocol entry's `warnings`: metrics.json names the failed classes.
+        protocol["gate"] = gate
     return TaskResult(
         metrics={"export/n": manifest["n"], **counts, **scores},
-        protocol={"export": manifest.get("score_protocol", {}), "out_dir": str(out_dir)},
+        protocol=protocol,
         data_source=run.datamodule.data_source,
         extra={"data": run.datamodule.describe()},
         summary=summary,

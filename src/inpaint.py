@@ -2,9 +2,10 @@
 
 Loads the model and its data from the checkpoint, masks the images of ``split`` (``center``,
 ``blocks``, ``pixels`` or ``half``; seeded, saved with the output), fills the masked pixels with
-the model (observed pixels are never changed), scores the fill on the missing pixels next to
-mean-image and nearest-neighbour baselines, and the domain classifier's accuracy on original,
-masked and filled images; writes the filled images as an export (see :mod:`src.inpainting.pipeline`).
+the model (observed pixels are never changed; ``k`` draws per image, whose mean is the point
+estimate), scores the fill on the missing pixels next to mean-image and nearest-neighbour
+baselines, and the domain classifier's accuracy on original, masked and filled images; writes the
+filled images as an export (see :mod:`src.inpainting.pipeline`).
 """
 
 from __future__ import annotations
@@ -76,16 +77,22 @@ def inpaint(cfg: DictConfig) -> TaskResult:
         },
         data_source=run.datamodule.data_source,
         extra={"data": run.datamodule.describe()},
-        summary=summary_lines(manifest["inpainting"]["scores"], manifest.get("n")),
+        summary=summary_lines(
+            manifest["inpainting"]["scores"], manifest.get("n"), manifest["inpainting"]["k"]
+        ),
     )
 
 
-def summary_lines(scores: dict, n: int | None) -> list[str]:
-    """The console table: missing-pixel errors of the model beside both baselines, and the
-    classifier's accuracy on original / masked / filled images."""
-    versions = [name for name in ("model", "mean_fill", "nearest_neighbour_fill") if name in scores]
+VERSIONS = ("model", "model_single_draw", "mean_fill", "nearest_neighbour_fill")
+
+
+def summary_lines(scores: dict, n: int | None, k: int | None = None) -> list[str]:
+    """The console table: missing-pixel errors of the model (the mean of its ``k`` draws, and one
+    draw) beside both baselines, and the classifier's accuracy on original / masked / filled images."""
+    versions = [name for name in VERSIONS if name in scores]
+    draws = f"; model = mean of {k} draws per image" if k else ""
     lines = [
-        f"inpainting of {n} images (missing pixels only):",
+        f"inpainting of {n} images (missing pixels only{draws}):",
         f"  {'fill':<24}{'MSE':>9}{'PSNR dB':>9}{'SSIM':>7}",
     ]
     for name in versions:

@@ -139,6 +139,8 @@ def train(cfg: DictConfig) -> TaskResult:
                 model, datamodule, cfg, best, export, trainer.loggers, next(iter(metrics), None)
             )
             result.protocol["export"] = {"out_dir": str(out_dir), **manifest.get("score_protocol", {})}
+            if manifest.get("gate"):
+                result.protocol["export_gate"] = manifest["gate"]  # its warnings reach metrics.json
         failed = False
     except TrainingFailure as exc:
         exc.result = _collect(trainer, result, {}, privacy)

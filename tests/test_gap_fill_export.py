@@ -65,6 +65,16 @@ def test_conditional_fill_to_balance_generates_exactly_the_missing_count(
     assert result.metrics["export/n_synthetic"] == sum(missing)
     assert [c["real"] + c["synthetic"] for c in manifest["classes"]] == [largest] * 10
     assert verify_dataset(out) == []
+    # The per-class gate judged every class that got generated images (warn: all of them kept).
+    gate = manifest["gate"]
+    assert gate["mode"] == "warn" and gate["min_agreement"] == 0.5 and gate["real_split"] == "test"
+    assert [row["index"] for row in gate["classes"]] == [c for c in range(10) if missing[c]]
+    for row in gate["classes"]:
+        assert row["generated"] == missing[row["index"]] and 0 <= row["agreement"] <= 1
+        assert row["agreed"] == round(row["agreement"] * row["generated"]) and row["n_real"] is not None
+    assert gate["failed"] == [row["name"] for row in gate["classes"] if row["agreement"] < 0.5]
+    assert any(line.startswith("per-class gate (gate=warn") for line in result.summary)
+    assert "## Per-class agreement" in (out / "README.md").read_text()
 
     # One dataset through torchvision's ImageFolder: every class at the target.
     folder = ImageFolder(str(out / "images"))
@@ -97,7 +107,15 @@ def test_fill_to_n_per_class_and_without_real_images(make_cfg, trained_checkpoin
     have = _real_counts(make_cfg, trained_checkpoints["cvae"])
     target = sorted(have)[5]
     out = tmp_path / "n"
-    _fill(make_cfg, trained_checkpoints["cvae"], out, f"fill={target}", "include_real=false", "format=npz")
+    _fill(
+        make_cfg,
+        trained_checkpoints["cvae"],
+        out,
+        "fill=balance",
+        f"fill.target={target}",
+        "include_real=false",
+        "format=npz",
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["sources"] == {
         "synthetic": {
@@ -158,7 +176,16 @@ def test_verify_names_a_changed_source(make_cfg, trained_checkpoints, tmp_path) 
 @pytest.mark.parametrize(
     ("model", "args", "fragments"),
     [
-        ("cvae", ["fill=most"], ["fill=most", "balance"]),
+        ("cvae", ["fill=most"], ["fill/most", "balance"]),
+        # The scalar form fill=N became fill.target=N: the error says so.
+        ("cvae", ["fill=500"], ["fill=500", "config group", "fill=balance fill.target=N"]),
+        ("cvae", ["fill=balance", "fill.target=most"], ["fill.target='most'", "balance"]),
+        ("cvae", ["fill=balance", "fill.target=0"], ["fill.target=0"]),
+        ("cvae", ["fill=balance", "fill.gate=strict"], ["fill.gate='strict'", "'filter'"]),
+        ("cvae", ["fill=balance", "fill.min_agreement=1.5"], ["fill.min_agreement=1.5"]),
+        ("cvae", ["fill=balance", "+fill.gates=warn"], ["fill.gates is not an option", "gate"]),
+        ("cvae", ["gate=maybe"], ["gate='maybe'"]),
+        ("cvae", ["min_agreement=-0.1"], ["min_agreement=-0.1"]),
         ("vae", ["fill=balance", "accept_threshold=0.999999", "max_draws=1"], ["draws", "accept_threshold"]),
     ],
 )

@@ -12,8 +12,16 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from src.export.verify import verify_dataset
 from src.inpaint import main as inpaint_main
-from src.inpainting.masks import make_masks
-from src.inpainting.scores import mean_fill, missing_pixel_errors, nearest_neighbour_fill, recovered_fraction
+from src.inpaint import summary_lines
+from src.inpainting.masks import make_masks, mask_settings
+from src.inpainting.pipeline import preview_rows, write_preview
+from src.inpainting.scores import (
+    mean_fill,
+    missing_pixel_errors,
+    nearest_neighbour_fill,
+    posterior_mean,
+    recovered_fraction,
+)
 from src.models.gan import GanModule
 from src.models.losses import NonSaturatingLoss
 from src.models.vae import VaeModule
@@ -73,6 +81,72 @@ def test_baselines() -> None:
     assert torch.equal(filled[:, :, 14, 14], mean[:, 14, 14].expand(5, 1))
     assert recovered_fraction(0.9, 0.5, 0.8) == pytest.approx(0.75)
     assert recovered_fraction(0.9, 0.9, 0.8) is None
+
+
+def test_posterior_mean_of_draws_beats_a_single_draw() -> None:
+    # A sampler whose draws scatter around the truth: each draw pays the spread, their mean much less.
+    x, _ = _digits(6)
+    mask = make_masks("center", 6, 28)
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn((8, *x.shape), generator=generator) * 60
+    draws = (x.float() + noise).round().clamp(0, 255).to(torch.uint8)
+    draws = torch.where(mask.expand_as(x), draws, x)  # a fill keeps the observed pixels
+    point = posterior_mean(draws, x, mask)
+    observed = ~mask.expand_as(x)
+    assert torch.equal(point[observed], x[observed])
+    mean_mse = missing_pixel_errors(point, x, mask)["mse"]
+    single_mse = missing_pixel_errors(draws[0], x, mask)["mse"]
+    assert mean_mse <= single_mse / 2, (mean_mse, single_mse)
+    # One draw is its own mean.
+    assert torch.equal(posterior_mean(draws[:1], x, mask), draws[0])
+
+
+def test_preview_rows_are_labelled(tmp_path) -> None:
+    from PIL import Image
+
+    x, _ = _digits(10)
+    mask = make_masks("center", 10, 28)
+    versions = {name: x for name in ("model", "model_single_draw", "mean_fill", "nearest_neighbour_fill")}
+    labels = write_preview(tmp_path / "p.png", x, mask, versions, k=8)
+    assert labels == list(preview_rows(8).values()) and len(labels) == 6
+    assert labels[:3] == ["original", "masked", "model: mean of 8 draws"]
+    picture = np.asarray(Image.open(tmp_path / "p.png").convert("L"))
+    # 8 images of 28 px with 2 px padding, scaled by 2; the rest is the margin with the labels.
+    scale, row = 2, 30
+    margin = picture.shape[1] - (8 * row + 2) * scale
+    assert picture.shape[0] == (6 * row + 2) * scale and margin > 40
+    for i in range(6):  # text (dark pixels) beside every row, on a white margin
+        band = picture[(2 + i * row) * scale : (2 + i * row + 28) * scale, :margin]
+        assert band.min() < 100 and np.median(band) == 255
+
+
+def test_recorded_settings_resolve_defaults() -> None:
+    assert mask_settings("center", 28) == {"size": 14}
+    assert mask_settings("blocks", 28, blocks=3) == {"size": 7, "blocks": 3}
+    assert mask_settings("pixels", 28, fraction=0.3) == {"fraction": 0.3}
+    assert mask_settings("half", 28, side="top") == {"side": "top"}
+    assert _tiny_vae().inpaint_settings() == {"steps": 200}
+    assert _tiny_gan().inpaint_settings(steps=10, restarts=2) == {
+        "steps": 10,
+        "restarts": 2,
+        "lr": 0.05,
+        "prior_weight": 0.003,
+    }
+
+
+def test_console_summary_shows_mean_single_draw_and_baselines() -> None:
+    row = {"mse": 0.01, "psnr": 20.0}
+    scores = {name: row for name in ("model", "model_single_draw", "mean_fill", "nearest_neighbour_fill")}
+    scores["classifier_accuracy"] = {"original": 0.9, "masked": 0.5, "model": 0.8, "model_recovered": 0.75}
+    lines = summary_lines(scores, 20, k=8)
+    assert "mean of 8 draws" in lines[0]
+    assert [line.split()[0] for line in lines[2:6]] == [
+        "model",
+        "model_single_draw",
+        "mean_fill",
+        "nearest_neighbour_fill",
+    ]
+    assert "recovers 75%" in lines[-1]
 
 
 def _tiny_vae(conditional: bool = False) -> VaeModule:
@@ -166,8 +240,22 @@ def test_inpaint_command_exports_filled_images_masks_and_scores(
     block = manifest["inpainting"]
     assert block["mask"] == "blocks" and block["method"] == "mwg" and block["split"] == "test"
     assert manifest["sources"]["inpainted"]["n"] == 20 == manifest["n"]
-    assert set(block["scores"]) == {"model", "mean_fill", "nearest_neighbour_fill", "classifier_accuracy"}
-    assert {"original", "masked", "model", "mean_fill"} <= set(block["scores"]["classifier_accuracy"])
+    assert set(block["scores"]) == {
+        "model",
+        "model_single_draw",
+        "mean_fill",
+        "nearest_neighbour_fill",
+        "classifier_accuracy",
+    }
+    accuracy = block["scores"]["classifier_accuracy"]
+    assert {"original", "masked", "model", "model_single_draw", "mean_fill"} <= set(accuracy)
+    # The values used, defaults resolved: k, the chain length, the blocks' side (a quarter of 28).
+    assert block["k"] == 8 and block["method_options"] == {"steps": 4}
+    assert block["mask_options"] == {"size": 7, "blocks": 4}
+    assert block["preview_rows"][2:4] == ["model: mean of 8 draws", "model: one draw"]
+    (metrics_file,) = (tmp_path / "logs").rglob("metrics.json")
+    protocol = json.loads(metrics_file.read_text())["protocol"]["inpainting"]
+    assert protocol["method_options"] == {"steps": 4} and protocol["mask_options"]["size"] == 7
     saved = np.load(out / "masks.npz")
     assert np.array_equal(saved["masks"], make_masks("blocks", 20, 28, seed=0)[:, 0].numpy())
     # The export's images keep every observed pixel of the test split.

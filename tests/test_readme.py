@@ -192,7 +192,8 @@ def _benchmark_written(checkout: Path, output: str) -> None:
         assert row["framework_images_per_s"] > 0 and row["raw_images_per_s"] > 0
         assert row["ratio"] == pytest.approx(row["framework_images_per_s"] / row["raw_images_per_s"])
         assert row["startup_s"] > 0 and row["framework_peak_rss_mb"] > 0
-    assert [row["model"] for row in results["overhead"]] == ["vae", "dcgan", "wgan_gp"]
+    # --quick runs each code path once: the VAE and the n_critic=5 GAN per step, the VAE's options.
+    assert [row["model"] for row in results["overhead"]] == ["vae", "wgan_gp"]
     for row in results["overhead"]:
         assert row["raw_step_ms"] > 0 and row["lightning_step_ms"] > 0 and row["framework_step_ms"] > 0
         # One round: the total is the sum of Lightning's share and this framework's own.
@@ -210,7 +211,7 @@ def _benchmark_written(checkout: Path, output: str) -> None:
         assert startup[key] > 0, key
     assert startup["target_s"] == pytest.approx(1.5 * (startup["baseline_s"] + startup["data_load_s"]))
     options = {(row["model"], row["option"]) for row in results["options"]}
-    assert options == {(m, o) for m in ("vae", "dcgan") for o in ("channels_last", "bf16-mixed", "compile")}
+    assert options == {("vae", o) for o in ("channels_last", "bf16-mixed", "compile")}
     export = results["export"]
     assert export["png_images_per_s"] > 0 and export["disk_png_images_per_s"] > 0
     assert export["disk_bare_file_writes_per_s"] > 0

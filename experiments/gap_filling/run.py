@@ -342,7 +342,11 @@ def section_c(result: dict[str, Any] | None) -> str:
                      acc.get(method), acc.get(f"{method}_recovered")]
                 )  # fmt: skip
             figures.append(
-                f"![{name} {mask}]({block['figure']})  \n{name}, {mask}: rows original, masked, {block['method']}, mean fill, nearest neighbour"
+                f"![{name} {mask}]({block['figure']})  \n{name}, {mask}: rows "
+                + ", ".join(
+                    block.get("preview_rows")
+                    or ["original", "masked", block["method"], "mean fill", "nearest neighbour"]
+                )
             )
             if mask == "center":
                 best = scores["model"]["psnr"] > max(

@@ -2,8 +2,10 @@
 
 YAML front matter (``license``, ``size_categories``, ``task_categories``, ``source_datasets``,
 ``tags``, ``pretty_name``) between ``---`` lines, then prose: how the data were generated (model,
-checkpoint sha256, config, seed), their scores with the protocol, the membership-inference audit
-when it was run, and the privacy guarantee, or a plain statement that there is none. The card is
+checkpoint sha256, config, seed), their scores with the protocol, the per-class agreement of the
+domain classifier with the requested classes (the gate, :mod:`src.export.gate`), the
+membership-inference audit when it was run, and the privacy guarantee, or a plain statement that
+there is none. The card is
 written with the other files and listed in ``SHA256SUMS``; the image folder and ``metadata.csv``
 stay what Hugging Face's ``imagefolder`` loader reads.
 """
@@ -15,6 +17,7 @@ from typing import Any
 import yaml
 
 from src.export.audit import audit_table
+from src.export.gate import gate_card_lines
 from src.metrics.verdict import markdown_table
 
 CARD = "README.md"
@@ -80,6 +83,10 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "## Scores",
         "",
         *_score_lines(manifest),
+        "",
+        "## Per-class agreement",
+        "",
+        *gate_card_lines(manifest.get("gate")),
         "",
         "## Membership-inference audit",
         "",

@@ -15,6 +15,15 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from src.export.gate import (
+    DEFAULT_MIN_AGREEMENT,
+    ClassGate,
+    GateClassifier,
+    GateMode,
+    finish_gate,
+    missing_classifier,
+    skipped_gate,
+)
 from src.export.labels import plan_labels
 from src.export.writer import SyntheticDatasetWriter, check_out_dir
 from src.metrics.membership import json_scores
@@ -22,7 +31,7 @@ from src.models.base import GenerativeModule
 from src.utils.errors import UserError
 from src.utils.images import to_uint8
 from src.utils.logging import get_logger
-from src.utils.types import Fraction, NonNegativeInt, PositiveInt
+from src.utils.types import Fraction, NonNegativeInt, PositiveInt, UnitInterval
 
 log = get_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +44,36 @@ ScoreFunction = Callable[[Tensor], tuple[dict[str, float], dict[str, Any]]]
 Auditor = Callable[[Tensor], tuple[dict[str, float], dict[str, Any]]]
 # (uint8 images (B, C, H, W)) -> class probabilities (B, K): the domain classifier, for rejection.
 ClassProbabilities = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class FillOptions:
+    """The ``fill`` config group (``fill=balance``): gap filling of the real training split.
+
+    Args:
+        target: ``balance`` (every class up to the largest class of the real training split) or
+            ``N`` (every class up to N images; ``fill=balance fill.target=N``).
+        gate: the per-class gate of the fill (``warn`` | ``filter`` | ``refuse``; see
+            :mod:`src.export.gate`); null: the export's ``gate``.
+        min_agreement: a class whose generated images the domain classifier labels as the class less
+            often than this fails the gate; null: the export's ``min_agreement``.
+    """
+
+    target: Literal["balance"] | PositiveInt = "balance"
+    gate: GateMode | None = None
+    min_agreement: UnitInterval | None = None
+
+    def __post_init__(self) -> None:
+        # The config checker has checked the types; this guards calls from Python.
+        if isinstance(self.target, bool) or (isinstance(self.target, str) and self.target != "balance"):
+            raise UserError(
+                f"fill.target={self.target} is not a fill target: use balance (up to the largest class) or "
+                "a number N (up to N images per class)."
+            )
+        if isinstance(self.target, int) and self.target < 1:
+            raise UserError(f"fill.target={self.target} is not a fill target: use a number of images >= 1.")
+        if self.gate not in (None, "warn", "filter", "refuse"):
+            raise UserError(f"fill.gate={self.gate} is not a gate mode: use warn, filter or refuse.")
 
 
 @dataclass
@@ -56,14 +95,23 @@ class ExportOptions:
         license: the ``license`` of the dataset card (a Hugging Face license id; ``unknown`` when
             the real data's terms decide).
         enabled: ``src.train`` only: export with the best checkpoint after training.
-        fill: gap filling: ``balance`` (every class up to the largest class of the real training
-            split) or ``N`` (every class up to N images); generates per class exactly the missing
-            count, and ``n`` is then ignored (see :mod:`src.export.fill`).
+        fill: gap filling (:class:`FillOptions`, the ``fill`` config group: ``fill=balance``):
+            generates per class exactly the count missing to the target, and ``n`` is then ignored
+            (see :mod:`src.export.fill`). From Python a target alone (``"balance"`` or ``N``) or a
+            dict of :class:`FillOptions` keys will do. In ``src.train`` the group sits under
+            ``export``: ``fill@export.fill=balance``.
         include_real: with ``fill``: the export holds the real training images too (``source=real``).
         accept_threshold: with ``fill`` and an unconditional model: keep a sample for class ``c``
             when the domain classifier gives ``c`` at least this probability.
-        max_draws: with ``fill`` and an unconditional model: at most this many samples drawn per
-            missing image before giving up with an ``Error:``.
+        max_draws: at most this many samples drawn per missing image (``fill`` with an unconditional
+            model: then an ``Error:``) or per requested image of a class (``gate=filter``: then the
+            class stays short, and is named).
+        gate: the per-class quality gate of conditional exports and fills (:mod:`src.export.gate`):
+            ``warn`` (keep everything, name the classes under ``min_agreement``), ``filter`` (keep
+            only images the domain classifier labels as their class, drawing more) or ``refuse``
+            (an ``Error:`` and no export). A fill's ``fill.gate`` overrides it.
+        min_agreement: the share of a class's generated images the classifier must label as that
+            class; ``fill.min_agreement`` overrides it for fills.
     """
 
     n: PositiveInt = 10_000
@@ -78,16 +126,29 @@ class ExportOptions:
     audit: bool = False
     license: str = "unknown"
     enabled: bool = False
-    fill: str | PositiveInt | None = None
+    fill: FillOptions | None = None
     include_real: bool = True
     accept_threshold: Fraction = 0.9
     max_draws: PositiveInt = 50
+    gate: GateMode = "warn"
+    min_agreement: UnitInterval = DEFAULT_MIN_AGREEMENT
 
     def __post_init__(self) -> None:
-        if isinstance(self.fill, str) and self.fill != "balance":
-            raise UserError(
-                f"fill={self.fill} is not a fill target: use fill=balance (up to the largest class) or fill=N (N per class)."
-            )
+        if isinstance(self.fill, dict):
+            self.fill = FillOptions(**self.fill)
+        elif isinstance(self.fill, str | int):
+            self.fill = FillOptions(target=self.fill)
+        if self.gate not in ("warn", "filter", "refuse"):
+            raise UserError(f"gate={self.gate} is not a gate mode: use warn, filter or refuse.")
+
+    def gate_settings(self) -> tuple[GateMode, float]:
+        """``(mode, min_agreement)`` in force: a fill's own keys, else the export's."""
+        fill = self.fill
+        mode = fill.gate if fill is not None and fill.gate is not None else self.gate
+        level = (
+            fill.min_agreement if fill is not None and fill.min_agreement is not None else self.min_agreement
+        )
+        return mode, float(level)
 
 
 def export_dataset(
@@ -102,11 +163,13 @@ def export_dataset(
     train_split: tuple[Tensor, Tensor] | None = None,
     class_probabilities: ClassProbabilities | None = None,
     min_scored: int = 0,
+    gate_classifier: GateClassifier | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Generates ``options.n`` samples and writes them to ``options.out_dir``; returns (dir, manifest).
 
     With ``options.fill`` it fills the real ``train_split`` up to the target instead
-    (:func:`src.export.fill.export_filled`).
+    (:func:`src.export.fill.export_filled`). Conditional generation passes the per-class gate of
+    ``gate_classifier`` (manifest ``gate``; :mod:`src.export.gate`).
     """
     if model.data_kind != "image":
         raise UserError("export writes image datasets; this model generates 2-D points.")
@@ -116,7 +179,15 @@ def export_dataset(
         from src.export.fill import export_filled  # fill builds on this module's helpers
 
         return export_filled(
-            model, class_names, train_split, options, provenance, class_probabilities, scorer, min_scored
+            model,
+            class_names,
+            train_split,
+            options,
+            provenance,
+            class_probabilities,
+            scorer,
+            min_scored,
+            gate_classifier,
         )
     labels, label_source = _labels(model, class_names, train_labels, options, pseudo_labeler)
     names = (
@@ -124,11 +195,36 @@ def export_dataset(
         if (model.num_classes or pseudo_labeler is not None) and class_names
         else ["unlabelled"]
     )
+    gate_mode, min_agreement = options.gate_settings()
+    gate = None
+    if labels is not None and gate_classifier is not None:
+        requested = torch.bincount(labels, minlength=len(names)).tolist()
+        gate = ClassGate(gate_classifier, names, requested, gate_mode, min_agreement)
+    elif labels is not None:
+        missing_classifier(gate_mode)
+    elif gate_mode != "warn":
+        log.info(
+            f"gate={gate_mode} does not apply: the domain classifier itself labels an unconditional model's samples"
+        )
 
     model.eval()
     generator = torch.Generator(device=model.device).manual_seed(options.seed)
     samples: list[Tensor] = []
+    keep_samples = (scorer is not None and options.score) or (auditor is not None and options.audit)
     png, npz = options.format in ("png", "both"), options.format in ("npz", "both")
+
+    def write(images: Tensor, batch_labels: Tensor | None) -> None:
+        count = len(images)
+        values = batch_labels.cpu().numpy() if batch_labels is not None else np.zeros(count, np.int64)
+        writer.add(images.permute(0, 2, 3, 1).cpu().numpy(), values)
+        if keep_samples:
+            samples.append(images.cpu())
+
+    def sample(batch_labels: Tensor) -> Tensor:
+        return to_uint8(
+            model.sample(len(batch_labels), labels=batch_labels.to(model.device), generator=generator)
+        )
+
     with SyntheticDatasetWriter(
         out_dir, names, png=png, npz=npz, workers=options.workers, n_total=options.n
     ) as writer:
@@ -138,11 +234,23 @@ def export_dataset(
             images = to_uint8(model.sample(count, labels=batch_labels, generator=generator))
             if label_source == "pseudo":
                 batch_labels = pseudo_labeler(images)
-            values = batch_labels.cpu().numpy() if batch_labels is not None else np.zeros(count, np.int64)
-            writer.add(images.permute(0, 2, 3, 1).cpu().numpy(), values)
-            if (scorer is not None and options.score) or (auditor is not None and options.audit):
-                samples.append(images.cpu())
+            if gate is not None:
+                images, batch_labels = gate.keep(images, batch_labels)
+            write(images, batch_labels)
+        if gate is not None:
+            for images, batch_labels in gate.top_up(sample, options.batch_size, options.max_draws):
+                write(images, batch_labels)
+        # Before the scores and the audit: a refused export stops here, and the writer's temporary
+        # directory goes with it.
+        if gate is not None:
+            report = finish_gate(gate)
+        elif labels is not None:
+            report = skipped_gate(gate_mode, min_agreement, "the checkpoint's run has no domain classifier")
+        else:
+            report = None
         manifest = build_manifest(model, names, writer, options, label_source, provenance)
+        if report is not None:
+            manifest["gate"] = report
         if samples and scorer is not None and options.score:
             scores, protocol = scorer(torch.cat(samples))
             manifest["scores"] = scores
@@ -152,7 +260,7 @@ def export_dataset(
             # Unmeasurable TPR levels are NaN: null in the manifest, which must stay valid JSON.
             manifest["audit"] = {"scores": json_scores(audit_scores), "protocol": audit_protocol}
         path = writer.finish(manifest)
-    log.info(f"exported {options.n} samples to {path}")
+    log.info(f"exported {writer.count} samples to {path}")
     return path, manifest
 
 

@@ -1,10 +1,11 @@
 """Gap filling: bring every class of a real training split up to a target with generated images.
 
-``python -m src.generate ckpt_path=... fill=balance out_dir=...`` (or ``fill=N``) counts the real
-training images per class (after ``data.subset``), sets the target (the largest class, or ``N``)
-and generates per class exactly the missing count:
+``python -m src.generate ckpt_path=... fill=balance out_dir=...`` (or ``fill=balance
+fill.target=N``) counts the real training images per class (after ``data.subset``), sets the
+target (the largest class, or ``N``) and generates per class exactly the missing count:
 
-* conditional models generate the class directly;
+* conditional models generate the class directly, and the per-class gate judges what they drew
+  (:mod:`src.export.gate`: ``fill.gate=warn|filter|refuse``, ``fill.min_agreement``);
 * unconditional models by rejection: samples are drawn in batches and the domain classifier
   keeps a sample for class ``c`` when it gives ``c`` a probability of at least
   ``accept_threshold`` (and ``c`` still lacks images). The acceptance rate is reported; after
@@ -14,7 +15,7 @@ and generates per class exactly the missing count:
 The export holds the real images (``source=real``, unless ``include_real=false``) and the
 generated ones (``source=synthetic``): ``metadata.csv`` has ``file_name,label,source``, the
 manifest counts both per class (``sources``, ``classes[i].real`` / ``.synthetic``) and records the
-fill (``fill``: target, counts, method, acceptance).
+fill (``fill``: target, counts, method, acceptance) and the gate (``gate``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from src.export.exporter import (
     ScoreFunction,
     build_manifest,
 )
+from src.export.gate import ClassGate, GateClassifier, finish_gate, missing_classifier, skipped_gate
 from src.export.writer import SyntheticDatasetWriter
 from src.models.base import GenerativeModule
 from src.utils.errors import UserError
@@ -43,7 +45,7 @@ log = get_logger(__name__)
 
 
 def fill_plan(labels: Tensor, num_classes: int, fill: str | int) -> tuple[list[int], list[int], list[int]]:
-    """``(real per class, target per class, missing per class)`` for ``fill=balance`` or ``fill=N``.
+    """``(real per class, target per class, missing per class)`` for the target ``balance`` or ``N``.
 
     A class already at or above the target keeps all its real images and gets none generated.
     """
@@ -78,19 +80,45 @@ def generate_missing(
     options: ExportOptions,
     class_probabilities: ClassProbabilities | None,
     class_names: Sequence[str],
+    gate: ClassGate | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
-    """Exactly ``missing[c]`` uint8 images of each class ``c``, grouped by class; plus the method's stats."""
+    """Exactly ``missing[c]`` uint8 images of each class ``c``, grouped by class; plus the method's stats.
+
+    ``gate`` judges conditional samples; with ``gate=filter`` a class may end short of its count
+    (named in the gate's report). Samples found by rejection are only counted by it: the
+    classifier chose their labels.
+    """
     generator = torch.Generator(device=model.device).manual_seed(options.seed)
     total = int(sum(missing))
-    if model.num_classes:
-        labels = torch.repeat_interleave(torch.arange(len(missing)), torch.tensor(list(missing)))
-        images = []
-        for start in range(0, total, options.batch_size):
-            batch = labels[start : start + options.batch_size].to(model.device)
-            images.append(to_uint8(model.sample(len(batch), labels=batch, generator=generator)).cpu())
-        stats = {"method": "conditional", "draws": total, "acceptance_rate": 1.0}
-        return _cat(images, model), labels, stats
-    return _rejection(model, missing, options, class_probabilities, class_names, generator)
+    if not model.num_classes:
+        images, labels, stats = _rejection(
+            model, missing, options, class_probabilities, class_names, generator
+        )
+        if gate is not None:
+            gate.keep(images, labels)
+        return images, labels, stats
+
+    def sample(batch: Tensor) -> Tensor:
+        return to_uint8(model.sample(len(batch), labels=batch.to(model.device), generator=generator)).cpu()
+
+    labels = torch.repeat_interleave(torch.arange(len(missing)), torch.tensor(list(missing)))
+    images, kept = [], []
+    for start in range(0, total, options.batch_size):
+        batch = labels[start : start + options.batch_size]
+        x = sample(batch)
+        if gate is not None:
+            x, batch = gate.keep(x, batch)
+        images.append(x)
+        kept.append(batch)
+    if gate is not None:
+        for x, batch in gate.top_up(sample, options.batch_size, options.max_draws):
+            images.append(x)
+            kept.append(batch)
+    draws = int(gate.drawn.sum()) if gate is not None else total
+    x, y = _cat(images, model), torch.cat(kept) if kept else labels[:0]
+    order = torch.argsort(y, stable=True)  # grouped by class, as the writer's folders are
+    stats = {"method": "conditional", "draws": draws, "acceptance_rate": len(y) / max(1, draws)}
+    return x[order], y[order], stats
 
 
 def _rejection(
@@ -161,6 +189,7 @@ def export_filled(
     class_probabilities: ClassProbabilities | None,
     scorer: ScoreFunction | None,
     min_scored: int = 0,
+    gate_classifier: GateClassifier | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Writes the real training split plus the generated fill; returns (dir, manifest)."""
     if train_split is None:
@@ -168,13 +197,26 @@ def export_filled(
     x_real, y_real = train_split[0].cpu(), train_split[1].cpu()
     num_classes = len(class_names)
     method = check_fill(model, num_classes, class_probabilities)
-    have, target, missing = fill_plan(y_real, num_classes, options.fill)
+    fill_target = options.fill.target
+    have, target, missing = fill_plan(y_real, num_classes, fill_target)
+    gate_mode, min_agreement = options.gate_settings()
+    if gate_classifier is None:
+        missing_classifier(gate_mode)
+        gate = None
+    else:
+        gate = ClassGate(gate_classifier, class_names, missing, gate_mode, min_agreement)
     log.info(
-        f"fill={options.fill}: real per class {have} -> target {target}; generating {missing} ({method})"
+        f"fill.target={fill_target}: real per class {have} -> target {target}; generating {missing} ({method})"
     )
     model.eval()
-    x_syn, y_syn, stats = generate_missing(model, missing, options, class_probabilities, class_names)
-    assert torch.bincount(y_syn, minlength=num_classes).tolist() == list(missing)
+    x_syn, y_syn, stats = generate_missing(model, missing, options, class_probabilities, class_names, gate)
+    generated = torch.bincount(y_syn, minlength=num_classes).tolist()
+    assert generated == list(missing) or gate_mode == "filter"
+    # Before anything is written: a refused fill leaves no directory behind.
+    if gate is not None:
+        report = finish_gate(gate)
+    else:
+        report = skipped_gate(gate_mode, min_agreement, "the checkpoint's run has no domain classifier")
 
     out_dir = Path(options.out_dir).expanduser()
     png, npz = options.format in ("png", "both"), options.format in ("npz", "both")
@@ -190,13 +232,15 @@ def export_filled(
         label_source = "conditional" if method == "conditional" else "pseudo"
         manifest = build_manifest(model, list(class_names), writer, options, label_source, provenance)
         manifest["fill"] = {
-            "target": options.fill,
+            "target": fill_target,
             "include_real": options.include_real,
             "real_per_class": have,
             "target_per_class": target,
-            "generated_per_class": missing,
+            "missing_per_class": missing,
+            "generated_per_class": generated,
             **stats,
         }
+        manifest["gate"] = report
         if scorer is not None and options.score:
             if len(x_syn) >= max(2, min_scored):
                 manifest["scores"], manifest["score_protocol"] = scorer(x_syn)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.data.base import GenerativeDataModule
 from src.export.artifacts import log_dataset_artifact
 from src.export.exporter import ExportOptions, export_dataset
+from src.export.gate import GateClassifier
 from src.metrics import Scorer, score_samples
 from src.metrics.membership import membership_audit, model_white_box
 from src.models.base import GenerativeModule
@@ -45,16 +46,23 @@ def export_trained_model(
     ``model`` holds the checkpoint's weights on its device; ``metrics`` is the run's prepared
     metrics callback (None: unscored): its feature extractor scores the export against the real
     test split, and its domain classifier labels the samples of unconditional models
-    (pseudo-labels, marked as such).
+    (pseudo-labels, marked as such) and judges those of conditional ones (the per-class gate,
+    :mod:`src.export.gate`, with its recall on the real test split beside it).
     """
     datamodule.setup()
     extractor = getattr(metrics, "extractor", None)
     provenance = export_provenance(datamodule, run_cfg, ckpt_path)
-    pseudo_labeler = class_probabilities = None
-    if extractor is not None and not model.num_classes and getattr(extractor, "has_class_logits", False):
-        pseudo_labeler = lambda images: extractor.classify(images).argmax(1)  # noqa: E731
-        class_probabilities = lambda images: extractor.classify(images).softmax(1)  # noqa: E731
-        provenance["pseudo_labeler"] = extractor.describe()
+    pseudo_labeler = class_probabilities = gate_classifier = None
+    if extractor is not None and getattr(extractor, "has_class_logits", False):
+        probabilities = lambda images: extractor.classify(images).softmax(1)  # noqa: E731
+        # The test split: held out from the classifier's training and from the checkpoint's choice.
+        gate_classifier = GateClassifier(
+            probabilities, datamodule.split("test"), "test", extractor.describe()
+        )
+        if not model.num_classes:
+            pseudo_labeler = lambda images: extractor.classify(images).argmax(1)  # noqa: E731
+            class_probabilities = probabilities
+            provenance["pseudo_labeler"] = extractor.describe()
     scorer = None
     if extractor is not None:
         shared = Scorer(extractor, metrics.options, metrics.cache_dir, metrics.batch_size)
@@ -77,6 +85,7 @@ def export_trained_model(
         train_split=datamodule.split("train") if options.fill is not None else None,
         class_probabilities=class_probabilities,
         min_scored=metrics.options.min_fake() if metrics is not None else 0,
+        gate_classifier=gate_classifier,
     )
     log_dataset_artifact(loggers, out_dir, manifest, ckpt_path)
     return out_dir, manifest

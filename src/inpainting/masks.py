@@ -36,12 +36,12 @@ def make_masks(
     generator = torch.Generator().manual_seed(seed)
     masks = torch.zeros(n, 1, s, s, dtype=torch.bool)
     if kind == "center":
-        side_len = size or s // 2
+        side_len = size or default_size(kind, s)
         _check_size(side_len, s, "mask_size")
         start = (s - side_len) // 2
         masks[:, :, start : start + side_len, start : start + side_len] = True
     elif kind == "blocks":
-        side_len = size or max(1, s // 4)
+        side_len = size or default_size(kind, s)
         _check_size(side_len, s, "mask_size")
         corners = torch.randint(0, s - side_len + 1, (n, blocks, 2), generator=generator)
         for i in range(n):
@@ -63,6 +63,29 @@ def make_masks(
     else:
         raise UserError(f"mask={kind} is not a mask: use center, blocks, pixels or half.")
     return masks
+
+
+def default_size(kind: MaskKind, image_size: int) -> int:
+    """The side of the square (``center``: half the image) or of each block (``blocks``: a quarter)."""
+    return image_size // 2 if kind == "center" else max(1, image_size // 4)
+
+
+def mask_settings(
+    kind: MaskKind,
+    image_size: int,
+    size: int | None = None,
+    blocks: int = 4,
+    fraction: float = 0.5,
+    side: Side = "left",
+) -> dict[str, int | float | str]:
+    """The options ``kind`` uses, with the values it uses (defaults resolved), for the record."""
+    if kind == "center":
+        return {"size": size or default_size(kind, image_size)}
+    if kind == "blocks":
+        return {"size": size or default_size(kind, image_size), "blocks": blocks}
+    if kind == "pixels":
+        return {"fraction": fraction}
+    return {"side": side}
 
 
 def _check_size(size: int, image_size: int, name: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -196,6 +196,13 @@ class GenerativeModule(pl.LightningModule):
     # ------------------------------------------------------------------ inpainting
     # Methods each model offers for ``inpaint`` (the first is the default).
     inpaint_methods: tuple[str, ...] = ()
+    # The settings ``inpaint`` uses where the caller leaves them unset (``steps`` and the model's own).
+    inpaint_defaults: ClassVar[dict[str, Any]] = {}
+
+    def inpaint_settings(self, steps: int | None = None, **options: Any) -> dict[str, Any]:
+        """The settings an ``inpaint`` call with these arguments uses, defaults filled in (for the record)."""
+        given = {"steps": steps, **options}
+        return {**self.inpaint_defaults, **{k: v for k, v in given.items() if v is not None}}
 
     def inpaint(
         self,

@@ -34,7 +34,7 @@ Gradient clipping
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -193,6 +193,12 @@ class GanModule(GenerativeModule):
 
     # ------------------------------------------------------------------ inpainting
     inpaint_methods = ("latent",)
+    inpaint_defaults: ClassVar[dict[str, Any]] = {
+        "steps": 300,
+        "restarts": 4,
+        "lr": 0.05,
+        "prior_weight": 0.003,
+    }
 
     def _inpaint(
         self,
@@ -214,10 +220,11 @@ class GanModule(GenerativeModule):
         and a weak Gaussian prior ``|z|^2 / (2 * latent_dim)``; Adam on ``z`` for ``steps`` steps,
         from ``restarts`` random starts per image, keeping the start with the lowest context loss.
         """
-        steps = steps or 300
-        restarts = restarts or 4
-        lr = lr or 0.05
-        prior_weight = 0.003 if prior_weight is None else prior_weight
+        defaults = self.inpaint_defaults
+        steps = steps or defaults["steps"]
+        restarts = restarts or defaults["restarts"]
+        lr = lr or defaults["lr"]
+        prior_weight = defaults["prior_weight"] if prior_weight is None else prior_weight
         n = len(x)
         observed = (~mask).float().repeat(restarts, 1, 1, 1)
         target = x.float().repeat(restarts, 1, 1, 1)

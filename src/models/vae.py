@@ -18,7 +18,7 @@ The Gaussian likelihood gives a continuous density on ``[0, 1]`` pixels instead.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -147,6 +147,7 @@ class VaeModule(GenerativeModule):
 
     # ------------------------------------------------------------------ inpainting
     inpaint_methods = ("mwg", "pseudo_gibbs")
+    inpaint_defaults: ClassVar[dict[str, Any]] = {"steps": 200}
 
     @torch.no_grad()
     def _inpaint(
@@ -173,7 +174,7 @@ class VaeModule(GenerativeModule):
             raise UserError(
                 f"{', '.join(sorted(options))} do not apply to model={self.model_name} (VAE inpainting takes method and steps)."
             )
-        steps = steps or 200
+        steps = steps or self.inpaint_defaults["steps"]
         observed = (~mask).float()
         x_hat = torch.where(mask, torch.full_like(x, 0.5), x)
         z = z_logits = None

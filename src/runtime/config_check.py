@@ -13,6 +13,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable
+from types import UnionType
 from typing import Any, TypeVar
 
 from hydra.utils import get_object
@@ -43,17 +44,48 @@ def task_options(options_type: type[T], node: DictConfig, path: str = "") -> T:
 
     One dataclass per entry point declares its top-level keys (``conf/<task>.yaml``); its field
     types are the schema, checked like a constructor's. Keys the dataclass does not declare are
-    config groups (checked by :func:`check_config`) or Hydra's own.
+    config groups (checked by :func:`check_config`) or Hydra's own. A field typed with another
+    options dataclass (``fill: FillOptions | None``) is a config group of plain keys: its node is
+    read the same way, key by key, and a key that dataclass does not declare is an error.
     """
     names = [f.name for f in dataclasses.fields(options_type)]
     for name in names:
         if OmegaConf.is_missing(node, name):
             key = f"{path}.{name}" if path else name
             raise UserError(f"{key} has no value: set {key}=<value> on the command line.")
+    try:
+        hints = typing.get_type_hints(options_type, include_extras=True)
+    except Exception:
+        hints = {}  # an annotation that cannot be resolved here: its values are checked flat
+    nested: dict[str, Any] = {}
+    for name in names:
+        inner = _options_dataclass(hints.get(name))
+        child = node._get_node(name) if name in node else None
+        if inner is not None and isinstance(child, DictConfig):
+            key = f"{path}.{name}" if path else name
+            known = {f.name for f in dataclasses.fields(inner)}
+            for extra in (str(k) for k in child if str(k) not in known):
+                raise UserError(
+                    f"{key}.{extra} is not an option of {key}. Options: {', '.join(sorted(known))}."
+                )
+            nested[name] = task_options(inner, child, path=key)
     container = OmegaConf.to_container(node, resolve=True)
-    values = {name: container.get(name) for name in names if name in node}
+    values = {name: container.get(name) for name in names if name in node and name not in nested}
     check_callable_args(options_type, values, path=path)
-    return options_type(**values)
+    return options_type(**values, **nested)
+
+
+def _options_dataclass(annotation: Any) -> type | None:
+    """The options dataclass in ``annotation`` (itself, or a member of ``X | None``), else None."""
+    if annotation is None:
+        return None
+    candidates = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, UnionType)
+        else (annotation,)
+    )
+    found = [c for c in candidates if dataclasses.is_dataclass(c) and isinstance(c, type)]
+    return found[0] if len(found) == 1 else None
 
 
 def check_callable_args(fn: Callable[..., Any], values: dict[str, Any], path: str) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -105,6 +107,14 @@ def _run_and_report(original: Callable[[Any], Any], func: Callable[[], Any]) -> 
                 "process per job) or with Hydra's default launcher (no hydra/launcher override)."
             )
             sys.exit(2)
+        group_value = (
+            _group_value_message(str(exc))
+            if isinstance(exc, ValueError) and os.environ.get("HYDRA_FULL_ERROR") != "1"
+            else None
+        )
+        if group_value is not None:
+            report_error(group_value)
+            sys.exit(2)
         # Anything else is not a config mistake: Hydra's own report (a trimmed traceback).
         error = exc
 
@@ -112,6 +122,24 @@ def _run_and_report(original: Callable[[Any], Any], func: Callable[[], Any]) -> 
             raise error
 
         return original(reraise)
+
+
+def _group_value_message(text: str) -> str | None:
+    """``fill=500``: Hydra refuses a number for a config group with a message that names no key."""
+    if "Config group override must be a string" not in text:
+        return None
+    for arg in sys.argv[1:]:
+        key, _, value = arg.partition("=")
+        group = key.lstrip("+~")
+        if value and (Path(CONFIG_DIR) / group).is_dir():
+            try:
+                float(value)
+            except ValueError:
+                continue
+            options = ", ".join(sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml")))
+            hint = f" {GROUP_HINTS[group]}" if group in GROUP_HINTS else ""
+            return f"{arg}: {group} is a config group, its options are {options}.{hint}"
+    return None
 
 
 def _user_error_cause(exc: BaseException) -> UserError | None:
@@ -132,7 +160,7 @@ def hydra_error_message(exc: BaseException) -> str:
     advice to append it with ``+``, which would only move the mistake into the model's constructor.
     """
     cause = exc.__cause__
-    suggestion = _unknown_key_suggestion(cause)
+    suggestion = _unknown_key_suggestion(cause) or _group_value_message(str(exc))
     if suggestion is not None:
         return suggestion
     text = str(exc)
@@ -145,7 +173,16 @@ def hydra_error_message(exc: BaseException) -> str:
         if line.strip().startswith(("provider=", "path=")):
             continue
         lines.append(line.strip())
+    missing = re.search(r"Could not find '([\w/]+)/([^'/]+)'", text)
+    if missing and missing.group(1) in GROUP_HINTS:
+        lines.append(GROUP_HINTS[missing.group(1)])
     return " ".join(part for part in lines if part)
+
+
+# What a group option that does not exist most likely meant (a form the group used to take).
+GROUP_HINTS = {
+    "fill": "fill=balance fills every class up to the largest, fill=balance fill.target=N up to N images per class.",
+}
 
 
 def _unknown_key_suggestion(cause: BaseException | None) -> str | None:
