@@ -67,7 +67,9 @@ def read_junit(path: Path) -> list[dict]:
     cases = []
     for case in ET.parse(path).getroot().iter("testcase"):
         classname = case.get("classname", "")
-        test_file = "tests/" + classname.split(".")[1] + ".py" if classname.startswith("tests.") else classname
+        test_file = (
+            "tests/" + classname.split(".")[1] + ".py" if classname.startswith("tests.") else classname
+        )
         cases.append({"file": test_file, "name": case.get("name", ""), "seconds": float(case.get("time", 0))})
     return cases
 
@@ -122,12 +124,23 @@ def markdown(results: dict) -> str:
         "|---|---|---|",
     ]
     for target, entry in results["targets"].items():
-        lines.append(f"| `make {target}` | {entry['wall_s']:.0f} s ({entry['wall_s'] / 60:.1f} min) | {entry['tests']} |")
+        lines.append(
+            f"| `make {target}` | {entry['wall_s']:.0f} s ({entry['wall_s'] / 60:.1f} min) | {entry['tests']} |"
+        )
     if results.get("coverage") is not None:
-        lines += ["", f"Line coverage of `src/` (`make test`'s tests, subprocesses included): {results['coverage']:.1f} %"]
+        lines += [
+            "",
+            f"Line coverage of `src/` (`make test`'s tests, subprocesses included): {results['coverage']:.1f} %",
+        ]
     full = results["targets"].get("test")
     if full:
-        lines += ["", "Time by kind (sum of test durations, all workers):", "", "| kind | seconds |", "|---|---|"]
+        lines += [
+            "",
+            "Time by kind (sum of test durations, all workers):",
+            "",
+            "| kind | seconds |",
+            "|---|---|",
+        ]
         lines += [f"| {kind} | {seconds:.0f} |" for kind, seconds in full["by_kind"].items()]
         lines += ["", "30 slowest tests:", "", "| seconds | test |", "|---|---|"]
         lines += [f"| {c['seconds']:.1f} | `{c['file']}::{c['name'][:90]}` |" for c in full["slowest"]]
@@ -135,7 +148,9 @@ def markdown(results: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ref", default="HEAD", help="the commit to measure")
     parser.add_argument("--label", default="after")
     parser.add_argument("--workers", type=int, default=2)
@@ -163,8 +178,8 @@ def main() -> None:
             "targets": {},
         }
         targets = ["test", "test-fast"] if args.fast_too == "true" else ["test"]
-        logs = Path(tmp) / "logs"
-        logs.mkdir()
+        logs = Path(tempfile.mkdtemp(prefix="genlab-suite-logs-"))  # kept: the make logs and JUnit files
+        print(f"logs: {logs}", flush=True)
         for target in targets:
             junit = logs / f"{target}.xml"
             wall = run_make(clone, target, args.workers, junit)
