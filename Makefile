@@ -23,10 +23,10 @@ train: $(STAMP)
 	$(PY) -m src.train $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

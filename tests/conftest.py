@@ -288,14 +288,15 @@ def mnist_extractor(mnist_files, cache_dir: Path):
 
 # ---------------------------------------------------------------------------- scheduling
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest units first: the README's two halves (xdist groups, minutes each), then the other
-    slow tests, then the rest, each in collection order. Under `make test`'s two workers the two halves
-    start at once on different workers and the short tests fill in around them."""
+    """The longest units first: the README's two halves (minutes each), then the modules with slow
+    tests, then the rest, each in collection order. `make test` runs two workers with
+    ``--dist loadfile --no-loadscope-reorder``: a module goes whole to one worker, in this order, so
+    the two halves start at once on different workers and the short modules fill in around them."""
+    first = {"test_readme_runs.py": 0, "test_readme.py": 1}
 
     def rank(item: pytest.Item) -> int:
-        group = item.get_closest_marker("xdist_group")
-        if group is not None:
-            return 0 if group.args[0] == "readme-runs" else 1
+        if item.path.name in first:
+            return first[item.path.name]
         return 2 if item.get_closest_marker("slow") is not None else 3
 
     items.sort(key=rank)

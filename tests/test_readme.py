@@ -490,24 +490,19 @@ def test_every_readme_command_is_covered() -> None:
 
 RUNNABLE = [c for c in readme_commands(README.read_text()) if c in CASES and CASES[c].kind != "skip"]
 
-# Two halves that share nothing, each in its own copy of the checkout, so that `make test`'s two
-# workers (pytest-xdist, --dist loadgroup) run them side by side: the commands that need the README's
-# trained runs and their exports, and all the others. Within a half, README order is kept.
-RUNS_GROUP, COMMANDS_GROUP = "readme-runs", "readme-commands"
+# Two halves that share nothing, each in its own module with its own copy of the checkout, so that
+# `make test`'s two workers (pytest-xdist, --dist loadfile: one module, one worker, in order) run
+# them side by side: the commands that need the README's trained runs, exports and fills
+# (tests/test_readme_runs.py), and all the others (here). Within a half, README order is kept.
 NEEDS_RUNS = ("<run>", ".../", "<dir>", "mnist_cvae", "mnist_rare", "data.subset", "src.inpaint", "src.audit")
 
 
-def readme_group(command: str) -> str:
-    needs_runs = command in BASE_RUNS.values() or any(mark in command for mark in NEEDS_RUNS)
-    return RUNS_GROUP if needs_runs else COMMANDS_GROUP
+def needs_runs(command: str) -> bool:
+    return command in BASE_RUNS.values() or any(mark in command for mark in NEEDS_RUNS)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "command",
-    [pytest.param(c, id=c[:80], marks=pytest.mark.xdist_group(readme_group(c))) for c in RUNNABLE],
-)
-def test_readme_command_runs_as_printed(checkout: Checkout, command: str, tmp_path: Path) -> None:
+def run_readme_command(checkout: Checkout, command: str, tmp_path: Path) -> None:
+    """Runs one README command as printed (with its budget) and checks what its case promises."""
     case = CASES[command]
     if command in BASE_RUNS.values():
         # Made once, as printed, with its budget: the placeholders' runs are these very runs.
@@ -556,23 +551,16 @@ def test_readme_command_runs_as_printed(checkout: Checkout, command: str, tmp_pa
         case.check(checkout.root, output)
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group(RUNS_GROUP)
-@pytest.mark.parametrize("block", range(len(readme_python(README.read_text()))))
-def test_readme_python_runs_as_printed(checkout: Checkout, block: int) -> None:
-    code = readme_python(README.read_text())[block]
-    cvae = checkout.base_run("cvae").relative_to(checkout.root)
-    code = code.replace("logs/train/runs/<run>", str(cvae))
-    shutil.rmtree(checkout.root / "synthetic" / "notebook", ignore_errors=True)
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=checkout.root, env=checkout.env(), capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert (checkout.root / "synthetic" / "notebook" / "manifest.json").is_file()
+OWN = [c for c in RUNNABLE if not needs_runs(c)]
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group(COMMANDS_GROUP)
+@pytest.mark.parametrize("command", OWN, ids=[c[:80] for c in OWN])
+def test_readme_command_runs_as_printed(checkout: Checkout, command: str, tmp_path: Path) -> None:
+    run_readme_command(checkout, command, tmp_path)
+
+
+@pytest.mark.slow
 def test_make_clean_removes_the_outputs(checkout: Checkout) -> None:
     assert (checkout.root / "logs").is_dir()
     result = checkout.run("make clean", [])

@@ -47,8 +47,22 @@ def test_example_output_folders_of_the_readme_are_ignored_by_git() -> None:
 
 
 # ------------------------------------------------------------------------------ SIGTERM / SIGINT
+@pytest.fixture
+def default_signals():
+    """As in a shell's foreground process: default dispositions. A pytest-xdist worker ignores SIGINT,
+    and interruptible() leaves a signal that is ignored or owned by another handler alone."""
+    outer = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    for s, handler in outer.items():
+        signal.signal(s, handler)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_ends_any_command_as_interrupted(tmp_path: Path, signum: int, code: int) -> None:
+def test_a_signal_ends_any_command_as_interrupted(
+    tmp_path: Path, signum: int, code: int, default_signals: None
+) -> None:
     from omegaconf import OmegaConf
 
     from src.runtime.run import read_metrics_json, run_task
@@ -72,7 +86,9 @@ def test_a_signal_ends_any_command_as_interrupted(tmp_path: Path, signum: int, c
     assert {s: signal.getsignal(s) for s in handlers} == handlers  # the previous handlers are back
 
 
-def test_training_stopped_by_sigterm_saves_last_ckpt_at_the_batch_boundary(make_cfg, monkeypatch) -> None:
+def test_training_stopped_by_sigterm_saves_last_ckpt_at_the_batch_boundary(
+    make_cfg, monkeypatch, default_signals: None
+) -> None:
     from src.models.vae import VaeModule
     from src.runtime.run import read_metrics_json, run_task
     from src.train import train

@@ -23,6 +23,7 @@ from src.metrics.verdict import (
     outside_share,
     sharpness,
     summary_lines,
+    verdict_warnings,
 )
 from src.runtime.summary import console_summary
 
@@ -164,3 +165,21 @@ def test_console_and_markdown_tables_show_each_score_beside_its_reference() -> N
     assert summary_lines(scores, protocol)[-1] == lines[-1]
     table = "\n".join(markdown_table(scores, protocol))
     assert "| detection_auc | 0.99 | 0.52 |" in table and "| fidelity | **fail** |" in table
+
+
+def test_the_dataset_card_shows_scores_beside_their_reference_and_the_warnings() -> None:
+    from src.export.card import dataset_card
+
+    scores = {"fid": 120.0, "copy_share": 0.9}
+    reference = {"fid": 8.0, "copy_share": 0.0}
+    verdict = judge(scores, reference)
+    protocol = {
+        "split": "test",
+        "reference": {"split": "val", "n": 500},
+        **{f"reference/real/{k}": v for k, v in reference.items()},
+        "verdict": verdict,
+        "warnings": verdict_warnings(verdict),
+    }
+    card = dataset_card({"n": 500, "scores": scores, "score_protocol": protocol})
+    assert "| copy_share | 0.9 | 0 |" in card and "| novelty | **fail** |" in card
+    assert "- novelty fails: copy_share 0.9 against 0 for real held-out images" in card

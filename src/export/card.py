@@ -129,6 +129,11 @@ def _score_lines(manifest: dict[str, Any]) -> list[str]:
         f"{protocol.get('n_fake')} generated images), extractor `{protocol.get('extractor')}` (weights sha256 "
         f"`{str(protocol.get('extractor_sha256'))[:16]}`), seed {protocol.get('seed')}; full protocol in "
         "`manifest.json` (`score_protocol`).",
+        *(
+            ["", "**Warnings:**", ""] + [f"- {w}" for w in protocol["warnings"]]
+            if protocol.get("warnings")
+            else []
+        ),
     ]
 
 

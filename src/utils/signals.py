@@ -82,7 +82,9 @@ def interruptible() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        _deferring = False
+        # The signal belongs to this block: code that runs later in the process (the next task of
+        # a sweep, a test) must not find it pending.
+        _received, _deferring = None, False
 
 
 def set_deferring(on: bool) -> None:
