@@ -32,6 +32,7 @@ ROOT = HERE.parents[1]
 # Where a test's time goes, by its file: the kinds the suite's cost is reported in.
 KINDS = {
     "tests/test_readme.py": "README commands (python -m / make subprocesses)",
+    "tests/test_readme_runs.py": "README commands (python -m / make subprocesses)",
     "tests/test_ddp.py": "multi-process runs (DDP, sweeps)",
     "tests/test_gan_ddp.py": "multi-process runs (DDP, sweeps)",
     "tests/test_metrics_ddp.py": "multi-process runs (DDP, sweeps)",
@@ -96,7 +97,7 @@ def coverage_percent(clone: Path, workers: int) -> float:
     env = {**os.environ, "COVERAGE_FILE": str(data), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     python = str(clone / ".venv" / "bin" / "python")
     subprocess.run(
-        [python, "-m", "coverage", "run", "-m", "pytest", "-q", "-n", str(workers), "--dist", "loadgroup"],
+        [python, "-m", "coverage", "run", "-m", "pytest", "-q", "-n", str(workers), "--dist", "loadfile"],
         cwd=clone,
         env=env,
         check=True,
