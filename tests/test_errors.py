@@ -122,6 +122,7 @@ def test_eval_needs_a_checkpoint(tmp_path: Path, capsys, data_root: Path) -> Non
     assert_one_error_line(code, err, "ckpt_path")
 
 
+@pytest.mark.slow  # a `python -m` start-up (tests/README.md: the slow rule)
 def test_real_command_line_reports_one_error_line_without_traceback(tmp_path: Path) -> None:
     code, _, err = run_cli("src.train", "model.latent_dim=0", f"paths.log_dir={tmp_path}")
     assert code == 2

@@ -184,6 +184,7 @@ def test_verify_names_a_changed_source(make_cfg, trained_checkpoints, tmp_path) 
         ("cvae", ["fill=balance", "fill.gate=strict"], ["fill.gate='strict'", "'filter'"]),
         ("cvae", ["fill=balance", "fill.min_agreement=1.5"], ["fill.min_agreement=1.5"]),
         ("cvae", ["fill=balance", "+fill.gates=warn"], ["fill.gates is not an option", "gate"]),
+        ("cvae", ["fill.gate=filter"], ["fill is a config group", "fill=balance"]),
         ("cvae", ["gate=maybe"], ["gate='maybe'"]),
         ("cvae", ["min_agreement=-0.1"], ["min_agreement=-0.1"]),
         ("vae", ["fill=balance", "accept_threshold=0.999999", "max_draws=1"], ["draws", "accept_threshold"]),

@@ -152,6 +152,9 @@ def test_gate_keys_from_the_config(make_cfg) -> None:
     )
     assert options("fill=balance", "gate=refuse").gate_settings() == ("refuse", 0.5)
     assert options("gate=filter", "min_agreement=0").gate_settings() == ("filter", 0.0)
+    # In src.train the group sits under export.
+    train = make_cfg("train", ["fill@export.fill=balance", "export.fill.gate=refuse"])
+    assert task_options(ExportOptions, train.export, path="export").gate_settings() == ("refuse", 0.5)
 
 
 def test_refused_fill_exits_with_one_error_line_and_no_directory(

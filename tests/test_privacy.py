@@ -251,6 +251,7 @@ def test_what_dp_cannot_train_correctly_is_refused_before_work(make_cfg, overrid
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
 
 
+@pytest.mark.slow  # a `python -m` start-up (tests/README.md: the slow rule)
 def test_refusal_is_one_error_line(tmp_path: Path, data_root: Path) -> None:
     code, _, err = run_cli(
         "src.train",

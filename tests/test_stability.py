@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import pytest
@@ -163,10 +164,22 @@ def test_compare_gives_mean_and_spread_over_seeds_per_configuration(sweep_dir: P
     assert "Failed runs, left out" in table
 
 
-def test_compare_command_writes_markdown_json_and_plot(sweep_dir: Path, tmp_path: Path) -> None:
-    code, out, err = run_cli(
-        "src.compare", str(sweep_dir), "--scores", "test/fid,test/precision", cwd=tmp_path
-    )
+def _compare_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """``python -m src.compare <args>`` in this process (its start-up is the README test's to pay)."""
+    from src.compare import main
+
+    monkeypatch.setattr(sys, "argv", ["python -m src.compare", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_compare_command_writes_markdown_json_and_plot(sweep_dir: Path, monkeypatch, capsys) -> None:
+    code, out, err = _compare_cli(monkeypatch, capsys, str(sweep_dir), "--scores", "test/fid,test/precision")
     assert code == 0, err[-2000:]
     for name in ("compare.md", "compare.json", "compare.png"):
         assert (sweep_dir / name).stat().st_size > 0
@@ -204,9 +217,11 @@ def test_compare_plot_draws_runs_with_one_evaluation_as_points(tmp_path: Path) -
         (["{tmp}/empty"], "holds no runs"),
     ],
 )
-def test_compare_mistakes_end_in_one_error_line(tmp_path: Path, args: list[str], message: str) -> None:
+def test_compare_mistakes_end_in_one_error_line(
+    tmp_path: Path, args: list[str], message: str, monkeypatch, capsys
+) -> None:
     (tmp_path / "empty").mkdir()
-    code, _, err = run_cli("src.compare", *(a.format(tmp=tmp_path) for a in args), cwd=tmp_path)
+    code, _, err = _compare_cli(monkeypatch, capsys, *(a.format(tmp=tmp_path) for a in args))
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], err
 
@@ -241,6 +256,7 @@ def test_seeded_multirun_becomes_a_mean_and_spread_table(tmp_path: Path, data_ro
     assert (tmp_path / "report" / "compare.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a `python -m` start-up with a W&B run of its own
 def test_compare_logs_table_and_plot_to_wandb(sweep_dir: Path, tmp_path: Path) -> None:
     from tests.wandb_records import read_records
 

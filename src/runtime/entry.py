@@ -193,6 +193,11 @@ def _unknown_key_suggestion(cause: BaseException | None) -> str | None:
     key, full_key = str(cause.key), str(cause.full_key)
     if not full_key.endswith(key):
         return None
+    group = Path(CONFIG_DIR) / full_key.replace(".", "/")
+    if full_key in GROUP_HINTS and group.is_dir():
+        # `fill.gate=filter` without `fill=balance`: an optional group's keys exist once an option is chosen.
+        options = "|".join(sorted(p.stem for p in group.glob("*.yaml")))
+        return f"{full_key} is a config group with no option chosen: choose one ({full_key}={options}) to set its keys."
     known = [str(k) for k in cause.parent_node]
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     prefix = full_key[: -len(key)]
