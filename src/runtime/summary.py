@@ -13,8 +13,14 @@ from typing import Any
 
 from src.metrics.verdict import summary_lines
 
-# Where each kind of result keeps its scores: (protocol key, metric prefix). ``None``: the protocol itself.
-SCORED = (("test", "test/"), ("val", "val/"), ("export", "export/"), (None, "scores/"))
+# Where each kind of result keeps its scores: (protocol key, metric prefix, title). ``None``: the
+# protocol itself (src.evaluate_dataset's scores of an exported dataset).
+SCORED = (
+    ("test", "test/", "test scores"),
+    ("val", "val/", "val scores"),
+    ("export", "export/", "export scores"),
+    (None, "scores/", "dataset scores"),
+)
 
 
 def scored_stages(
@@ -23,7 +29,7 @@ def scored_stages(
     """``(title, scores, protocol)`` of each scored stage with a verdict; test before val, and only
     the final stage of a training run (test when it ran)."""
     found = []
-    for key, prefix in SCORED:
+    for key, prefix, name in SCORED:
         part = protocol if key is None else protocol.get(key)
         if not isinstance(part, Mapping) or "verdict" not in part:
             continue
@@ -37,7 +43,7 @@ def scored_stages(
             else f"no reference ({reference.get('reason', 'none')})"
         )
         title = (
-            f"{prefix.rstrip('/')} scores: {part.get('n_fake')} samples vs {part.get('n_real')} real "
+            f"{name}: {part.get('n_fake')} samples vs {part.get('n_real')} real "
             f"{part.get('split')} images ({against})"
         )
         found.append((title, scores, part))
