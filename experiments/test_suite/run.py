@@ -91,28 +91,50 @@ def summarise(cases: list[dict]) -> dict:
     }
 
 
+LOADFILE = ("--dist", "loadfile", "--no-loadscope-reorder")
+
+
 def coverage_percent(clone: Path, workers: int) -> float:
     """Line coverage of src/ by `make test`'s tests, subprocesses included (pyproject's [tool.coverage])."""
     data = clone / ".coverage"
     env = {**os.environ, "COVERAGE_FILE": str(data), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     python = str(clone / ".venv" / "bin" / "python")
     subprocess.run(
-        [python, "-m", "coverage", "run", "-m", "pytest", "-q", "-n", str(workers), "--dist", "loadfile"],
+        [python, "-m", "coverage", "run", "-m", "pytest", "-q", "-n", str(workers), *LOADFILE],
         cwd=clone,
         env=env,
         check=True,
         capture_output=True,
     )
     subprocess.run([python, "-m", "coverage", "combine"], cwd=clone, env=env, check=True, capture_output=True)
-    report = subprocess.run(
-        [python, "-m", "coverage", "report", "--format=total", "--precision=1"],
-        cwd=clone,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return float(report.stdout.strip())
+    return merged_line_coverage(data, clone / "src")
+
+
+def merged_line_coverage(data_file: Path, src: Path) -> float:
+    """Percent of the statements of ``src``'s files that some process executed.
+
+    A process that imports ``src`` from another copy of the same code (the README test's copies of
+    the checkout; a command started outside the checkout, which the editable install points at the
+    development checkout) records its lines under that copy's path: each file is matched by its path
+    below ``src/``, so no file counts twice (``coverage report`` lists every alias as a file of its own).
+    """
+    from coverage import CoverageData
+    from coverage.parser import PythonParser
+
+    data = CoverageData(basename=str(data_file))
+    data.read()
+    executed: dict[str, set[int]] = defaultdict(set)
+    for measured in data.measured_files():
+        if "/src/" in measured:
+            executed[measured[measured.rindex("/src/") + 1 :]] |= set(data.lines(measured) or ())
+    statements = covered = 0
+    for path in sorted(src.rglob("*.py")):
+        parser = PythonParser(filename=str(path))
+        parser.parse_source()
+        lines = set(parser.statements)
+        statements += len(lines)
+        covered += len(lines & executed[f"src/{path.relative_to(src)}"])
+    return 100.0 * covered / max(statements, 1)
 
 
 def markdown(results: dict) -> str:
@@ -157,7 +179,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fast-too", default="true", choices=["true", "false"])
     parser.add_argument("--coverage", action="store_true")
+    parser.add_argument(
+        "--coverage-of",
+        nargs=2,
+        metavar=("DATA_FILE", "SRC_DIR"),
+        help="only print the merged line coverage of SRC_DIR in an existing (combined) coverage data file",
+    )
     args = parser.parse_args()
+    if args.coverage_of:
+        print(f"{merged_line_coverage(Path(args.coverage_of[0]), Path(args.coverage_of[1])):.1f} %")
+        return
     ref = subprocess.run(
         ["git", "rev-parse", "--short", args.ref], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
