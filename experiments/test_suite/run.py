@@ -40,10 +40,8 @@ KINDS = {
 }
 
 
-def kind_of(test_file: str, name: str, seconds: float) -> str:
-    if test_file in KINDS:
-        return KINDS[test_file]
-    return "in-process tests (training, scoring, export, ...)"
+def kind_of(test_file: str) -> str:
+    return KINDS.get(test_file, "in-process tests (training, scoring, export, ...)")
 
 
 def run_make(clone: Path, target: str, workers: int, junit: Path, extra: str = "") -> float:
@@ -79,7 +77,7 @@ def summarise(cases: list[dict]) -> dict:
     by_kind: dict[str, float] = defaultdict(float)
     by_file: dict[str, float] = defaultdict(float)
     for case in cases:
-        by_kind[kind_of(case["file"], case["name"], case["seconds"])] += case["seconds"]
+        by_kind[kind_of(case["file"])] += case["seconds"]
         by_file[case["file"]] += case["seconds"]
     slowest = sorted(cases, key=lambda c: -c["seconds"])[:30]
     return {
