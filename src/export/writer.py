@@ -11,6 +11,9 @@ Layout::
     out_dir/manifest.json                   provenance, class counts, scores with their protocol
     out_dir/README.md                       dataset card (Hugging Face format; src/export/card.py)
     out_dir/SHA256SUMS                      sha256 of every other file (`sha256sum -c` format)
+
+Table exports (:mod:`src.export.table_writer`) share the manifest, card and checksums and hold
+``data.csv`` + ``data.parquet`` instead of images.
 """
 
 from __future__ import annotations
@@ -54,7 +57,52 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
         )
 
 
-class SyntheticDatasetWriter:
+class DatasetDirectoryWriter:
+    """A dataset directory that is either complete or absent: files go to a hidden temporary
+    sibling (``.<name>.partial-<pid>``), listed in ``SHA256SUMS`` as they are written, and
+    :meth:`publish` renames the directory into place once the manifest and the card are in. The
+    image export (:class:`SyntheticDatasetWriter`) and the table export build on it."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.tmp = self.out_dir.parent / f".{self.out_dir.name}.partial-{os.getpid()}"
+        self.checksums: dict[str, str] = {}
+
+    def open(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def add_file(self, relpath: str, data: bytes) -> None:
+        """An extra file of the dataset (e.g. the masks of src.inpaint), listed in ``SHA256SUMS``."""
+        (self.tmp / relpath).parent.mkdir(parents=True, exist_ok=True)
+        self._write(relpath, data)
+
+    def _write(self, relpath: str, data: bytes) -> None:
+        (self.tmp / relpath).write_bytes(data)
+        self.checksums[relpath] = hashlib.sha256(data).hexdigest()
+
+    def publish(self, manifest: dict[str, Any]) -> Path:
+        """Writes the manifest, the card and the checksums, then moves the directory into place."""
+        manifest = {"format_version": FORMAT_VERSION, **manifest}
+        self._write(MANIFEST, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+        self._write(CARD, dataset_card(manifest).encode())
+        lines = [f"{digest}  {path}\n" for path, digest in sorted(self.checksums.items())]
+        (self.tmp / CHECKSUMS).write_text("".join(lines))
+        if self.out_dir.exists():
+            # overwrite=true was checked up front: swap the old directory out, then delete it.
+            trash = self.out_dir.parent / f".{self.out_dir.name}.replaced-{os.getpid()}"
+            os.replace(self.out_dir, trash)
+            os.replace(self.tmp, self.out_dir)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.out_dir)
+        return self.out_dir
+
+
+class SyntheticDatasetWriter(DatasetDirectoryWriter):
     """Accumulates batches of images and labels, then publishes the directory atomically.
 
     Args:
@@ -72,20 +120,18 @@ class SyntheticDatasetWriter:
     def __init__(
         self, out_dir: Path, class_names: Sequence[str], png: bool, npz: bool, workers: int, n_total: int
     ) -> None:
-        self.out_dir = Path(out_dir)
+        super().__init__(out_dir)
         self.class_names = list(class_names)
         self.folders = class_folders(self.class_names)
         self.png = png
         self.npz = npz
         self.workers = workers
         self.width = max(6, len(str(max(n_total - 1, 0))))
-        self.tmp = self.out_dir.parent / f".{self.out_dir.name}.partial-{os.getpid()}"
         self.count = 0
         self.class_counts = np.zeros(len(self.class_names), dtype=np.int64)
         # Per source: images per class (manifest "sources").
         self.source_counts: dict[str, np.ndarray] = {}
         self.rows: list[tuple[str, int, str]] = []
-        self.checksums: dict[str, str] = {}
         self._arrays: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         self._sources: list[str] = []
@@ -94,8 +140,7 @@ class SyntheticDatasetWriter:
         self._torch_threads: int | None = None
 
     def __enter__(self) -> SyntheticDatasetWriter:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
+        self.open()
         if self.png:
             for folder in self.folders:
                 (self.tmp / "images" / folder).mkdir(parents=True)
@@ -112,7 +157,7 @@ class SyntheticDatasetWriter:
             self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
             torch.set_num_threads(self._torch_threads)
         if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.discard()
 
     def add(self, images: np.ndarray, labels: np.ndarray, source: str = "synthetic") -> None:
         """``images``: uint8 ``(B, H, W, C)``; ``labels``: int ``(B,)``; ``source``: one of ``SOURCES``."""
@@ -142,11 +187,6 @@ class SyntheticDatasetWriter:
         while len(self._pending) > 2 * self.workers:
             self.checksums.update(self._pending.pop(0).result())
 
-    def add_file(self, relpath: str, data: bytes) -> None:
-        """An extra file of the dataset (e.g. the masks of src.inpaint), listed in ``SHA256SUMS``."""
-        (self.tmp / relpath).parent.mkdir(parents=True, exist_ok=True)
-        self._write(relpath, data)
-
     def sources_summary(self) -> dict[str, dict[str, Any]]:
         """The manifest's ``sources``: images per source, in all and per class."""
         return {
@@ -163,16 +203,7 @@ class SyntheticDatasetWriter:
             self._write(METADATA, self._metadata_csv())
         if self.npz:
             self._write(ARRAYS, self._npz_bytes())
-        manifest = {"format_version": FORMAT_VERSION, **manifest}
-        self._write(MANIFEST, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
-        self._write(CARD, dataset_card(manifest).encode())
-        lines = [f"{digest}  {path}\n" for path, digest in sorted(self.checksums.items())]
-        (self.tmp / CHECKSUMS).write_text("".join(lines))
-        return self._publish()
-
-    def _write(self, relpath: str, data: bytes) -> None:
-        (self.tmp / relpath).write_bytes(data)
-        self.checksums[relpath] = hashlib.sha256(data).hexdigest()
+        return self.publish(manifest)
 
     def _metadata_csv(self) -> bytes:
         buffer = io.StringIO()
@@ -191,14 +222,3 @@ class SyntheticDatasetWriter:
             class_names=np.array(self.class_names, dtype=str),
         )
         return buffer.getvalue()
-
-    def _publish(self) -> Path:
-        if self.out_dir.exists():
-            # overwrite=true was checked up front: swap the old directory out, then delete it.
-            trash = self.out_dir.parent / f".{self.out_dir.name}.replaced-{os.getpid()}"
-            os.replace(self.out_dir, trash)
-            os.replace(self.tmp, self.out_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.out_dir)
-        return self.out_dir

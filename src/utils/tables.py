@@ -194,24 +194,27 @@ class TableSchema:
             raise UserError(f"the table lacks column(s) {', '.join(missing)} of the schema.")
         out = np.empty((len(frame), len(self)), dtype=np.float32)
         for i, column in enumerate(self.columns):
-            series = frame[column.name]
-            if column.kind == "continuous":
-                out[:, i] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-                continue
-            lookup = {_key(v): code for code, v in enumerate(column.categories)}
-            codes = np.empty(len(series), dtype=np.float32)
-            for j, value in enumerate(series.tolist()):
-                if _is_missing(value):
-                    if not column.missing:
-                        raise UserError(f"column {column.name}: a missing value, which the table's schema has not seen.")
-                    codes[j] = len(column.categories)
-                    continue
-                code = lookup.get(_key(value))
-                if code is None:
-                    raise UserError(f"column {column.name}: value {value!r} is not one of its categories.")
-                codes[j] = code
-            out[:, i] = codes
+            out[:, i] = self.encode_column(column.name, frame[column.name])
         return out
+
+    def encode_column(self, name: str, series: pd.Series) -> np.ndarray:
+        """One column's raw-layout values (float64): the number, or the category code."""
+        column = self.column(name)
+        if column.kind == "continuous":
+            return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        lookup = {_key(v): code for code, v in enumerate(column.categories)}
+        codes = np.empty(len(series), dtype=np.float64)
+        for j, value in enumerate(series.tolist()):
+            if _is_missing(value):
+                if not column.missing:
+                    raise UserError(f"column {column.name}: a missing value, which the table's schema has not seen.")
+                codes[j] = len(column.categories)
+                continue
+            code = lookup.get(_key(value))
+            if code is None:
+                raise UserError(f"column {column.name}: value {value!r} is not one of its categories.")
+            codes[j] = code
+        return codes
 
     def decode(self, rows: np.ndarray | Any) -> pd.DataFrame:
         """Raw-layout rows -> a ``DataFrame`` with the table's columns, dtypes and category values.
