@@ -172,7 +172,7 @@ def export_dataset(
     ``gate_classifier`` (manifest ``gate``; :mod:`src.export.gate`).
     """
     if model.data_kind != "image":
-        raise UserError("export writes image datasets; this model generates 2-D points.")
+        raise UserError(f"export writes image datasets; this model generates {model.data_kind} data.")
     out_dir = Path(options.out_dir).expanduser()
     check_out_dir(out_dir, options.overwrite)
     if options.fill is not None:
@@ -300,6 +300,46 @@ def build_manifest(
                 "folder": writer.folders[i],
                 "count": int(writer.class_counts[i]),
                 **{source: counts["per_class"][i] for source, counts in sources.items()},
+            }
+            for i, name in enumerate(names)
+        ],
+        "sources": sources,
+        "label_source": label_source,
+        "seed": options.seed,
+        "weights": "ema" if getattr(model, "uses_ema", False) else "raw",
+        "export": export,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "software": software_versions(),
+        "privacy": privacy_block(model),
+        **provenance,
+    }
+
+
+def build_table_manifest(
+    model: GenerativeModule,
+    schema: Any,
+    writer: Any,
+    options: ExportOptions,
+    label_source: str,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest of a table export (:mod:`src.export.table_export`): the image manifest's
+    provenance, with the table's columns and per-class row counts instead of image facts."""
+    export = {k: v for k, v in asdict(options).items() if k not in ("enabled", "format", "workers")}
+    sources = writer.sources_summary()
+    names = schema.class_names or ["all rows"]
+    return {
+        "kind": "table",
+        "n": int(writer.count),
+        "files": ["data.csv", "data.parquet"],
+        "columns": schema.to_dict()["columns"],
+        "target": schema.target,
+        "classes": [
+            {
+                "index": i,
+                "name": name,
+                "count": int(sum(entry["per_class"][i] for entry in sources.values())),
+                **{source: entry["per_class"][i] for source, entry in sources.items()},
             }
             for i, name in enumerate(names)
         ],

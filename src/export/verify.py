@@ -48,6 +48,8 @@ def _manifest_problems(root: Path, expected: dict[str, str]) -> list[str]:
         problems.append(
             f"unsupported: {MANIFEST} format_version {manifest.get('format_version')} (expected {FORMAT_VERSION})"
         )
+    if manifest.get("kind") == "table":
+        return problems + _table_problems(root, manifest, expected)
     pngs = sum(1 for relpath in expected if relpath.startswith("images/"))
     if METADATA in expected and pngs != manifest.get("n"):
         problems.append(f"inconsistent: {MANIFEST} says n={manifest.get('n')} but {pngs} images are listed")
@@ -76,4 +78,36 @@ def _source_problems(root: Path, manifest: dict) -> list[str]:
                 f"inconsistent: {MANIFEST} lists {sum(want.values())} {source} images per class {listed}, "
                 f"{METADATA} has {sum(found.values())}"
             )
+    return problems
+
+
+def _table_problems(root: Path, manifest: dict, expected: dict[str, str]) -> list[str]:
+    """``data.csv`` and ``data.parquet``: present, readable, as many rows as the manifest's ``n``,
+    the manifest's columns, and (fills) the manifest's per-source row counts."""
+    import pandas as pd  # tables only: image verification stays free of pandas
+
+    problems = []
+    columns = [c["name"] for c in manifest.get("columns", [])]
+    readers = {"data.csv": pd.read_csv, "data.parquet": pd.read_parquet}
+    for name, read in readers.items():
+        if name not in expected:
+            problems.append(f"missing: {name} is not listed in {CHECKSUMS}")
+            continue
+        try:
+            frame = read(root / name)
+        except Exception as exc:  # any parser failure means the file is not the table it claims to be
+            problems.append(f"corrupt: {name} ({type(exc).__name__}: {exc})")
+            continue
+        if len(frame) != manifest.get("n"):
+            problems.append(
+                f"inconsistent: {MANIFEST} says n={manifest.get('n')} but {name} has {len(frame)} rows"
+            )
+        if [c for c in frame.columns if c != "source"] != columns:
+            problems.append(f"inconsistent: {name}'s columns differ from {MANIFEST}'s columns")
+        sources = manifest.get("sources") or {}
+        if "source" in frame.columns:
+            found = frame["source"].value_counts().to_dict()
+            want = {source: entry["n"] for source, entry in sources.items() if entry["n"]}
+            if found != want:
+                problems.append(f"inconsistent: {MANIFEST} lists rows per source {want}, {name} has {found}")
     return problems

@@ -19,6 +19,7 @@ therefore does not cover them (README, "Privacy").
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -165,7 +166,9 @@ class TableSchema:
             )
         empty = [str(c) for c in frame.columns if frame[c].isna().all()]
         if empty:
-            raise UserError(f"data={name}: column(s) {', '.join(empty)} are entirely empty: drop them from the table.")
+            raise UserError(
+                f"data={name}: column(s) {', '.join(empty)} are entirely empty: drop them from the table."
+            )
         listed = None if discrete_columns is None else set(discrete_columns)
         columns = []
         for column_name in frame.columns:
@@ -207,7 +210,9 @@ class TableSchema:
         for j, value in enumerate(series.tolist()):
             if _is_missing(value):
                 if not column.missing:
-                    raise UserError(f"column {column.name}: a missing value, which the table's schema has not seen.")
+                    raise UserError(
+                        f"column {column.name}: a missing value, which the table's schema has not seen."
+                    )
                 codes[j] = len(column.categories)
                 continue
             code = lookup.get(_key(value))
@@ -229,7 +234,9 @@ class TableSchema:
         for i, column in enumerate(self.columns):
             values = rows[:, i]
             if column.kind == "discrete":
-                codes = np.clip(np.nan_to_num(np.rint(values), nan=column.n_codes - 1), 0, column.n_codes - 1).astype(int)
+                codes = np.clip(
+                    np.nan_to_num(np.rint(values), nan=column.n_codes - 1), 0, column.n_codes - 1
+                ).astype(int)
                 table = [*column.categories, None] if column.missing else list(column.categories)
                 decoded = pd.Series([table[c] for c in codes], dtype=object)
                 data[column.name] = _restore(decoded, column.dtype, column.missing)
@@ -310,7 +317,12 @@ def _describe_column(name: str, series: pd.Series, discrete: bool) -> Column:
 def _decimals(values: np.ndarray, most: int = 6) -> int | None:
     """The fewest decimals that write every value exactly (None: more than ``most``)."""
     for decimals in range(most + 1):
-        if np.allclose(np.round(values, decimals), values, rtol=0, atol=1e-9 * max(1.0, float(np.abs(values).max(initial=0)))):
+        if np.allclose(
+            np.round(values, decimals),
+            values,
+            rtol=0,
+            atol=1e-9 * max(1.0, float(np.abs(values).max(initial=0))),
+        ):
             return decimals
     return None
 
@@ -332,6 +344,6 @@ def _restore(series: pd.Series, dtype: str, missing: bool) -> pd.Series:
 def split_rows(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Row indices of a deterministic random split into ``len(fractions) + 1`` parts (the rest first)."""
     order = np.random.default_rng(seed).permutation(n)
-    sizes = [int(round(n * f)) for f in fractions]
+    sizes = [round(n * f) for f in fractions]
     bounds = np.cumsum([0, n - sum(sizes), *sizes])
-    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [order[a:b] for a, b in itertools.pairwise(bounds)]
