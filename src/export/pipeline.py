@@ -15,8 +15,10 @@ from src.data.base import GenerativeDataModule
 from src.export.artifacts import log_dataset_artifact
 from src.export.exporter import ExportOptions, export_dataset
 from src.export.gate import GateClassifier
+from src.export.table_export import export_table
 from src.metrics import Scorer, score_samples
 from src.metrics.membership import membership_audit, model_white_box
+from src.metrics.row_classifier import RowClassifier
 from src.models.base import GenerativeModule
 from src.utils.files import file_sha256
 
@@ -50,8 +52,12 @@ def export_trained_model(
     :mod:`src.export.gate`, with its recall on the real test split beside it).
     """
     datamodule.setup()
-    extractor = getattr(metrics, "extractor", None)
     provenance = export_provenance(datamodule, run_cfg, ckpt_path)
+    if model.data_kind == "table":
+        out_dir, manifest = _export_table_model(model, datamodule, options, provenance, metrics)
+        log_dataset_artifact(loggers, out_dir, manifest, ckpt_path)
+        return out_dir, manifest
+    extractor = getattr(metrics, "extractor", None)
     pseudo_labeler = class_probabilities = gate_classifier = None
     if extractor is not None and getattr(extractor, "has_class_logits", False):
         probabilities = lambda images: extractor.classify(images).softmax(1)  # noqa: E731
@@ -89,3 +95,37 @@ def export_trained_model(
     )
     log_dataset_artifact(loggers, out_dir, manifest, ckpt_path)
     return out_dir, manifest
+
+
+def _export_table_model(
+    model: GenerativeModule,
+    datamodule: GenerativeDataModule,
+    options: ExportOptions,
+    provenance: dict[str, Any],
+    metrics: Any,
+) -> tuple[Path, dict[str, Any]]:
+    """A table model's export: scored by the run's table metrics against the real test rows, its
+    conditional rows judged by a classifier of the real training rows (the per-class gate)."""
+    schema = datamodule.schema
+    train = datamodule.split("train")
+    gate_classifier = None
+    if schema.target is not None:
+        classifier = RowClassifier(schema, seed=options.seed).fit(*train)
+        gate_classifier = GateClassifier(
+            classifier.probabilities, datamodule.split("test"), "test", classifier.describe()
+        )
+    scorer = auditor = None
+    if metrics is not None and hasattr(metrics, "score_frame"):
+        scorer = lambda frame: metrics.score_frame(frame, datamodule, "test")  # noqa: E731
+    if metrics is not None and hasattr(metrics, "audit_frame"):
+        auditor = lambda frame: metrics.audit_frame(frame, datamodule)  # noqa: E731
+    return export_table(
+        model,
+        schema,
+        options,
+        provenance,
+        train_split=train,
+        scorer=scorer,
+        auditor=auditor,
+        gate_classifier=gate_classifier,
+    )
