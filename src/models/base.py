@@ -290,8 +290,10 @@ class GenerativeModule(pl.LightningModule):
                 f"{path} holds a {type(model).__name__}, not a {cls.__name__}: "
                 "load it with GenerativeModule.from_checkpoint."
             )
-        model.load_state_dict(checkpoint["state_dict"])
+        # As Lightning does on resume: the hook first, so a model whose networks are sized from its
+        # data (tables: src/models/tabular) rebuilds them from the checkpoint before the weights load.
         model.on_load_checkpoint(checkpoint)
+        model.load_state_dict(checkpoint["state_dict"])
         return model.to(map_location).eval()
 
     @classmethod

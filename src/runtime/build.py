@@ -336,8 +336,9 @@ def load_trained_run(cfg: DictConfig, ckpt_path: str | Path) -> TrainedRun:
         if cfg.get("seed") is not None:
             run_cfg.seed = cfg.seed
     hardware, datamodule, model = build_run_parts(run_cfg)
-    model.load_state_dict(checkpoint["state_dict"])
+    # The hook before the weights, as in GenerativeModule.from_checkpoint (table models rebuild their networks).
     model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])
     return TrainedRun(run_cfg, hardware, datamodule, model.eval())
 
 
