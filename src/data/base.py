@@ -40,7 +40,7 @@ class GenerativeDataModule(pl.LightningDataModule):
     """
 
     name: ClassVar[str] = "data"
-    kind: ClassVar[Literal["image", "points"]] = "image"
+    kind: ClassVar[Literal["image", "points", "table"]] = "image"
     pixel_range: ClassVar[tuple[float, float]] = (0.0, 255.0)
 
     def __init__(
@@ -115,7 +115,8 @@ class GenerativeDataModule(pl.LightningDataModule):
             self._refuse_unlabelled_subset()
         want = self.subset.counts(y, num_classes, self.class_names)
         keep = select_subset(y, want, self.split_seed)
-        log.info(f"data={self.name}: data.subset keeps {len(keep)} of {len(y)} training images (per class: {want})")
+        unit = "rows" if self.kind == "table" else "images"
+        log.info(f"data={self.name}: data.subset keeps {len(keep)} of {len(y)} training {unit} (per class: {want})")
         return x[keep.to(x.device)], y[keep.to(y.device)]
 
     def train_class_counts(self) -> list[int]:
@@ -185,7 +186,8 @@ class GenerativeDataModule(pl.LightningDataModule):
         }
         if self._splits is not None:
             described["split_sizes"] = {name: len(x) for name, (x, _) in self._splits.items()}
-            if self.kind == "image" and (self.num_classes or self.class_names):
+            # Toy points carry mode indices as labels but count as unlabelled: no class counts for them.
+            if self.kind in ("image", "table") and (self.num_classes or self.class_names):
                 described["train_class_counts"] = self.train_class_counts()
         return described
 

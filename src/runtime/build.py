@@ -31,7 +31,7 @@ from src.utils.paths import CONFIG_DIR
 
 log = get_logger(__name__)
 
-DATA_SPEC_KEYS = ("image_size", "channels", "num_classes")
+DATA_SPEC_KEYS = ("image_size", "channels", "num_classes", "point_dim")
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
