@@ -56,17 +56,18 @@ def generate(cfg: DictConfig) -> TaskResult:
         finish_wandb_runs(loggers, failed)
     scores = {f"export/{name}": value for name, value in manifest.get("scores", {}).items()}
     counts = {f"export/n_{source}": entry["n"] for source, entry in manifest.get("sources", {}).items()}
-    if "fill" in manifest:
+    if "acceptance_rate" in manifest.get("fill", {}):
         counts["export/acceptance_rate"] = manifest["fill"]["acceptance_rate"]
     gate = manifest.get("gate")
     if gate and not gate.get("skipped"):
         counts["export/gate_failed"] = len(gate["failed"])
         if gate["min_observed_agreement"] is not None:
             counts["export/min_agreement_observed"] = gate["min_observed_agreement"]
-    summary = [f"exported {manifest['n']} images to {out_dir}"]
+    unit = "rows" if manifest.get("kind") == "table" else "images"
+    summary = [f"exported {manifest['n']} {unit} to {out_dir}"]
     for source, entry in manifest.get("sources", {}).items():
-        summary.append(f"  {source}: {entry['n']} images, per class {entry['per_class']}")
-    if "fill" in manifest:
+        summary.append(f"  {source}: {entry['n']} {unit}, per class {entry['per_class']}")
+    if "acceptance_rate" in manifest.get("fill", {}):
         summary.append(f"  fill acceptance rate: {manifest['fill']['acceptance_rate']:.3f}")
     if gate:
         summary += gate_lines(gate)

@@ -45,7 +45,8 @@ class RowClassifier:
         )
         self.num_classes = schema.num_classes
 
-    def _inputs(self, rows: Tensor | np.ndarray) -> np.ndarray:
+    def inputs(self, rows: Tensor | np.ndarray) -> np.ndarray:
+        """The feature columns (every column but the target) of raw-layout rows, as float64."""
         rows = rows.detach().cpu().numpy() if isinstance(rows, Tensor) else np.asarray(rows)
         return rows[:, self.features].astype(np.float64)
 
@@ -53,12 +54,12 @@ class RowClassifier:
         labels = labels.cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
         if len(np.unique(labels)) < 2:
             raise UserError("the rows to classify hold one class only: a classifier needs at least two.")
-        self.model.fit(self._inputs(rows), labels.astype(np.int64))
+        self.model.fit(self.inputs(rows), labels.astype(np.int64))
         return self
 
     def probabilities(self, rows: Tensor | np.ndarray) -> Tensor:
         """Class probabilities ``(N, num_classes)`` (classes absent from the fit get probability 0)."""
-        known = self.model.predict_proba(self._inputs(rows))
+        known = self.model.predict_proba(self.inputs(rows))
         out = np.zeros((len(known), self.num_classes))
         out[:, self.model.classes_.astype(int)] = known
         return torch.from_numpy(out).float()
