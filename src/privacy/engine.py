@@ -20,6 +20,12 @@ What is private, and why the accounting is correct
       is clipped, and the number of generated rows is fixed (the expected batch size), so adding
       or removing one training example changes the summed gradient by at most ``max_grad_norm``:
       one subsampled Gaussian mechanism per discriminator update, one accountant step.
+    * Tables (``src/models/tabular``): TVAE is private as a whole, CTGAN through its discriminator,
+      as above. Their networks are sized from the training split, so ``plan`` builds them (then
+      checks and hooks them) knowing the run is private: the continuous columns are scaled by the
+      ranges the schema states instead of a mixture fitted to the rows, and CTGAN drops what reads
+      the training rows outside the Poisson batches (its conditional vector's category frequencies
+      and training-by-sampling) and packs one row per discriminator input.
     * Poisson sampling: the training loader draws each batch by including every example
       independently with probability ``q`` (``TensorBatchLoader(sample_rate=q)``), which is the
       sampling the accountant's amplification analysis assumes; an empty batch is a noise-only
@@ -156,6 +162,7 @@ class DifferentialPrivacy(Callback):
         self._hooks: list[Any] = []
         self._batch_size: int | None = None
         self._optimizers: list[Any] = []
+        self._unbuilt: GenerativeModule | None = None
 
     # ------------------------------------------------------------------ before any work
     def check(self, model: GenerativeModule, trainer_cfg: DictConfig, hardware: Any) -> None:
@@ -180,6 +187,16 @@ class DifferentialPrivacy(Callback):
                 f"{'=0, '.join(f'model.{name}_weight' for name in penalties)}=0 and use a loss without a Lipschitz "
                 "constraint (model=dcgan or model=cgan model.spectral_norm=false)."
             )
+        if not getattr(model, "networks_built", True):
+            # Table models (src/models/tabular) size their networks from the training split: they are
+            # built, checked and hooked in plan(), once the data are loaded; a model that cannot train
+            # privately at all says so here (its private_part), before any data.
+            model.private_part()
+            self._unbuilt = model
+            return
+        self._check_and_hook(model)
+
+    def _check_and_hook(self, model: GenerativeModule) -> None:
         networks = model.private_networks()
         self._check_layers(model, networks)
         self._check_coverage(model, networks)
@@ -319,6 +336,11 @@ class DifferentialPrivacy(Callback):
         datamodule.poisson_sample_rate = self.sample_rate
         model.privacy_engine = self
         self.model = model
+        if self._unbuilt is model:
+            # Built knowing it trains privately (it fits only what the guarantee covers), then checked.
+            model.build_from_data(datamodule)
+            self._check_and_hook(model)
+            self._unbuilt = None
         log.info(
             f"privacy=dp: {self.planned_steps} private updates, sample rate {self.sample_rate:.4g}, noise multiplier "
             f"{self.noise_multiplier:.4f}, clipping {self.max_grad_norm:g}: planned epsilon {planned:.3f} "
