@@ -26,7 +26,14 @@ GROUPS = [
 ]
 CHECKED = ("model", "data", "trainer", "hardware", "logger", "callbacks", "metrics", "privacy")
 # Options that need a value from the user (or, for image folders, from the data) to be complete.
-REQUIRED = {("data", "image_folder"): ["data.root=/tmp", "data.num_classes=0", "data.channels=3"]}
+REQUIRED = {
+    ("data", "image_folder"): ["data.root=/tmp", "data.num_classes=0", "data.channels=3"],
+    # Tables: the classes are read from the table when the data module is built (not composed here).
+    ("data", "table"): ["data.path=/tmp/table.csv", "data.num_classes=0"],
+    ("data", "breast_cancer"): ["data.num_classes=2"],
+    ("data", "doctor_aus"): ["data.num_classes=4"],
+    ("data", "adult"): ["data.num_classes=2"],
+}
 
 
 def options(group: str) -> list[str]:
