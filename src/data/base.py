@@ -8,6 +8,7 @@ independent of the training seed, so runs with different seeds are scored on the
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -21,7 +22,7 @@ from src.data.loader import TensorBatchLoader
 from src.data.subset import SubsetSpec, select_subset
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
-from src.utils.types import Fraction, NonNegativeInt, PositiveInt
+from src.utils.types import NonNegativeInt, PositiveInt
 
 log = get_logger(__name__)
 
@@ -99,7 +100,9 @@ class GenerativeDataModule(pl.LightningDataModule):
                 self._splits["train"] = self._take_subset(*self._splits["train"])
             for name in SPLITS:
                 if name not in self._splits or len(self._splits[name][0]) == 0:
-                    raise UserError(f"data={self.name}: the {name} split is empty; give the dataset more samples or change the split fractions.")
+                    raise UserError(
+                        f"data={self.name}: the {name} split is empty; give the dataset more samples or change the split fractions."
+                    )
             sizes = ", ".join(f"{k}={len(v[0])}" for k, v in self._splits.items())
             log.info(f"data={self.name} ({self.data_source}): {sizes}")
         # Every call: the metrics may load the data before the Trainer exists (world size 1).
@@ -116,7 +119,9 @@ class GenerativeDataModule(pl.LightningDataModule):
         want = self.subset.counts(y, num_classes, self.class_names)
         keep = select_subset(y, want, self.split_seed)
         unit = "rows" if self.kind == "table" else "images"
-        log.info(f"data={self.name}: data.subset keeps {len(keep)} of {len(y)} training {unit} (per class: {want})")
+        log.info(
+            f"data={self.name}: data.subset keeps {len(keep)} of {len(y)} training {unit} (per class: {want})"
+        )
         return x[keep.to(x.device)], y[keep.to(y.device)]
 
     def train_class_counts(self) -> list[int]:
@@ -259,9 +264,9 @@ def split_by_fractions(
     """Deterministic random split into ``len(fractions) + 1`` parts; the rest goes first."""
     n = len(x)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    sizes = [int(round(n * f)) for f in fractions]
+    sizes = [round(n * f) for f in fractions]
     rest = n - sum(sizes)
     bounds = [0, rest]
     for size in sizes:
         bounds.append(bounds[-1] + size)
-    return [(x[order[a:b]], y[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(x[order[a:b]], y[order[a:b]]) for a, b in itertools.pairwise(bounds)]
