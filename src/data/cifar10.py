@@ -33,7 +33,9 @@ class Cifar10DataModule(DownloadableDataModule):
         self.val_fraction = val_fraction
 
     def _download(self) -> None:
-        download_and_extract_archive(URL, download_root=str(self.data_dir), filename="cifar-10-python.tar.gz", md5=MD5)
+        download_and_extract_archive(
+            URL, download_root=str(self.data_dir), filename="cifar-10-python.tar.gz", md5=MD5
+        )
 
     def _unpickle(self, name: str) -> dict:
         path = self.root / name
