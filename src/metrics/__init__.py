@@ -16,6 +16,7 @@ from src.metrics.domain import DomainFeatureExtractor, load_extractor
 from src.metrics.features import FeatureSet, RealFeatureCache, TorchmetricsFeature, extract_features
 from src.metrics.inception import InceptionFeatureExtractor, load_inception
 from src.metrics.scoring import ScoreOptions, Scorer, score_samples
+from src.metrics.table_callback import TableMetrics, TableScorer
 
 __all__ = [
     "DomainFeatureExtractor",
@@ -27,6 +28,8 @@ __all__ = [
     "SampleQuality",
     "ScoreOptions",
     "Scorer",
+    "TableMetrics",
+    "TableScorer",
     "TorchmetricsFeature",
     "TrainingRecipe",
     "extract_features",

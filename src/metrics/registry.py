@@ -168,8 +168,68 @@ SCORES: tuple[Score, ...] = (
         False,
         0,
         1,
-        "held-out ROC AUC of a classifier telling real from generated features (0.5 = cannot tell)",
+        "held-out ROC AUC of a classifier telling real from generated features, or table rows "
+        "(cross-validated, encoded rows) (0.5 = cannot tell)",
     ),
+    # Tables (metrics=table, src/metrics/tabular.py; SDMetrics quality-report definitions).
+    Score("quality", True, 0, 1, "mean of column_shapes and column_pair_trends (SDMetrics quality report)"),
+    Score(
+        "column_shapes",
+        True,
+        0,
+        1,
+        "mean over columns of 1 - KS statistic (continuous) or 1 - total variation of category frequencies (discrete)",
+    ),
+    Score(
+        "column_pair_trends",
+        True,
+        0,
+        1,
+        "mean over column pairs of 1 - |Δ Pearson r| / 2 (continuous pairs) or 1 - total variation of the "
+        "2-D frequency table (other pairs, continuous in 10 bins)",
+    ),
+    Score(
+        "dcr",
+        None,
+        0,
+        1,
+        "median Gower distance of rows to their closest training row; judged beside real held-out rows' "
+        "(far lower = near-copies, far higher = implausible rows), so no direction",
+    ),
+    Score(
+        "dcr_closer_share",
+        False,
+        0,
+        1,
+        "share of rows closer to a training row than to any held-out row (equal-size sets, ties half): "
+        "0.5 = no memorisation, 1 = copies; lower is better down to 0.5, below is no gain",
+    ),
+    Score("exact_copy_share", False, 0, 1, "share of rows identical to a training row after decoding"),
+    Score("distinct_share", True, 0, 1, "distinct rows / rows (collapse repeats rows)"),
+    Score(
+        "category_coverage",
+        True,
+        0,
+        1,
+        "share of the categories the real rows use (all discrete columns) that the rows use too",
+    ),
+    Score(
+        "target_tv", False, 0, 1, "total variation between the target's class frequencies and the real ones"
+    ),
+    Score(
+        "tstr_accuracy", True, 0, 1, "real-test accuracy of a classifier of the target trained on the rows"
+    ),
+    Score("tstr_f1", True, 0, 1, "real-test macro F1 of a classifier of the target trained on the rows"),
+    Score(
+        "tstr_roc_auc",
+        True,
+        0,
+        1,
+        "real-test ROC AUC (one-vs-rest, macro) of a classifier of the target trained on the rows",
+    ),
+    Score("trtr_accuracy", True, 0, 1, "the same classifier trained on as many real training rows: accuracy"),
+    Score("trtr_f1", True, 0, 1, "the same classifier trained on as many real training rows: macro F1"),
+    Score("trtr_roc_auc", True, 0, 1, "the same classifier trained on as many real training rows: ROC AUC"),
     # Toy 2-D mixtures (PacGAN protocol, and exact transport).
     Score("modes", True, 0, INF, "modes with at least one high-quality sample (of 8 or 25)"),
     Score("hq_frac", True, 0, 1, "share of samples within 3 sigma of a mode"),

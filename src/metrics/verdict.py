@@ -19,6 +19,12 @@ stated margin (``RULES``). Four aspects, each pass/fail with its deciding number
 
 The thresholds are the README's ("Metrics", "Verdict"); tests run them on constructed sets (noise,
 one image repeated, training copies, blurred images) and on real held-out images, which must pass.
+
+Tables (:data:`TABLE_RULES`, scores of :mod:`src.metrics.tabular`) have the same four aspects:
+fidelity (``quality`` far below the reference's, ``detection_auc`` far above), diversity
+(``distinct_share``, ``category_coverage``), novelty (``exact_copy_share``, ``dcr`` far below the
+reference's, ``dcr_closer_share``) and class balance (``target_tv``); tests/test_table_scores.py runs
+them on uniform noise rows, one row repeated, copied training rows and real held-out rows.
 """
 
 from __future__ import annotations
@@ -46,9 +52,9 @@ LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 class Rule:
     """``score`` fails when it is worse than the reference by more than ``margin``.
 
-    ``kind``: ``above`` (fails above ``reference + margin``), ``ratio_below`` (fails below
-    ``margin x reference``), ``excess_below`` (fails when ``value - 1`` is below ``margin x
-    (reference - 1)``, for the Inception Score, whose floor is 1).
+    ``kind``: ``above`` (fails above ``reference + margin``), ``below`` (fails below ``reference -
+    margin``), ``ratio_below`` (fails below ``margin x reference``), ``excess_below`` (fails when
+    ``value - 1`` is below ``margin x (reference - 1)``, for the Inception Score, whose floor is 1).
     """
 
     aspect: str
@@ -60,6 +66,8 @@ class Rule:
     def limit(self, reference: float) -> float:
         if self.kind == "above":
             return reference + self.margin
+        if self.kind == "below":
+            return reference - self.margin
         if self.kind == "ratio_below":
             return self.margin * reference
         return 1.0 + self.margin * (reference - 1.0)
@@ -71,6 +79,8 @@ class Rule:
     def text(self) -> str:
         if self.kind == "above":
             return f"fails above real + {self.margin:g}"
+        if self.kind == "below":
+            return f"fails below real - {self.margin:g}"
         if self.kind == "ratio_below":
             return f"fails below {self.margin:g} x real"
         return f"fails below 1 + {self.margin:g} x (real - 1)"
@@ -92,6 +102,55 @@ RULES: tuple[Rule, ...] = (
     Rule("novelty", "copy_share", "above", 0.1, "many samples are near-copies of training images"),
     Rule("class_balance", "class_tv", "above", 0.2, "the class histogram is far from the real one"),
 )
+# Tables (src/metrics/tabular.py): the same four aspects on the table scores. Margins from constructed
+# sets on three tables (breast cancer, DoctorAUS, a mixed stand-in; tests/test_table_scores.py holds
+# them): real held-out rows are within 0.03 of the reference on quality and 0.1 on detection, uniform
+# noise is 0.23 to 0.5 below on quality and 0.4 above on detection, a repeated row keeps under 2 %
+# distinct rows, copies are 100 % exact copies. ``dcr_closer_share`` compares equal-size training
+# and held-out sets: with a held-out split much smaller than the training split it barely sees copies
+# (their source row is seldom among the sampled training rows); ``dcr`` and ``exact_copy_share`` do.
+TABLE_RULES: tuple[Rule, ...] = (
+    Rule(
+        "fidelity",
+        "quality",
+        "below",
+        0.15,
+        "the rows' column shapes and pair trends are far from the real ones",
+    ),
+    Rule(
+        "fidelity", "detection_auc", "above", 0.3, "a classifier tells the rows from real rows almost always"
+    ),
+    Rule("diversity", "distinct_share", "ratio_below", 0.5, "many rows repeat (collapse)"),
+    Rule(
+        "diversity",
+        "category_coverage",
+        "ratio_below",
+        0.7,
+        "the rows use few of the real categories (collapse)",
+    ),
+    Rule("novelty", "exact_copy_share", "above", 0.1, "many rows are exact copies of training rows"),
+    Rule(
+        "novelty",
+        "dcr",
+        "ratio_below",
+        0.5,
+        "the rows lie much closer to training rows than real unseen rows do",
+    ),
+    Rule(
+        "novelty",
+        "dcr_closer_share",
+        "above",
+        0.2,
+        "most rows lie closer to a training row than to any held-out row (memorisation)",
+    ),
+    Rule(
+        "class_balance",
+        "target_tv",
+        "above",
+        0.2,
+        "the target's class frequencies are far from the real ones",
+    ),
+)
 ASPECTS = ("fidelity", "diversity", "novelty", "class_balance")
 # The scores a console summary shows beside their reference, in this order.
 HEADLINE = (
@@ -106,6 +165,20 @@ HEADLINE = (
     "copy_share",
     "class_tv",
     "is",
+    # tables
+    "quality",
+    "column_shapes",
+    "column_pair_trends",
+    "distinct_share",
+    "category_coverage",
+    "dcr",
+    "dcr_closer_share",
+    "exact_copy_share",
+    "target_tv",
+    "tstr_accuracy",
+    "trtr_accuracy",
+    "tstr_roc_auc",
+    "trtr_roc_auc",
 )
 
 
@@ -159,13 +232,16 @@ class Check:
     meaning: str
 
 
-def judge(scores: dict[str, float], reference: dict[str, float]) -> dict[str, Any]:
+def judge(
+    scores: dict[str, float], reference: dict[str, float], rules: tuple[Rule, ...] = RULES
+) -> dict[str, Any]:
     """The verdict of ``scores`` against the real-vs-real ``reference``: per aspect ``pass`` (True,
-    False, or None when none of its scores could be judged) and its checks."""
+    False, or None when none of its scores could be judged) and its checks. ``rules``: the image
+    rules, or :data:`TABLE_RULES`."""
     verdict: dict[str, Any] = {}
     for aspect in ASPECTS:
         checks = []
-        for rule in (r for r in RULES if r.aspect == aspect):
+        for rule in (r for r in rules if r.aspect == aspect):
             value, ref = scores.get(rule.score), reference.get(rule.score)
             if value is None or ref is None or not (math.isfinite(value) and math.isfinite(ref)):
                 continue
@@ -191,8 +267,9 @@ def judge(scores: dict[str, float], reference: dict[str, float]) -> dict[str, An
     return verdict
 
 
-def verdict_warnings(verdict: dict[str, Any]) -> list[str]:
-    """One warning per failed check, with its deciding number and its reference."""
+def verdict_warnings(verdict: dict[str, Any], unit: str = "images") -> list[str]:
+    """One warning per failed check, with its deciding number and its reference (``unit``: what
+    the real held-out items are, ``images`` or ``rows``)."""
     found = []
     for aspect, entry in verdict.items():
         for check in entry["checks"]:
@@ -200,7 +277,7 @@ def verdict_warnings(verdict: dict[str, Any]) -> list[str]:
                 continue
             found.append(
                 f"{aspect.replace('_', ' ')} fails: {check['score']} {check['value']:.3g} against "
-                f"{check['reference']:.3g} for real held-out images ({check['rule']}, limit "
+                f"{check['reference']:.3g} for real held-out {unit} ({check['rule']}, limit "
                 f"{check['limit']:.3g}): {check['meaning']}."
             )
     return found
@@ -242,7 +319,7 @@ def markdown_table(scores: dict[str, Any], protocol: dict[str, Any]) -> list[str
     """Markdown: every score beside what real held-out images get (the reference), then the verdict."""
     reference = protocol.get("reference") or {}
     against = (
-        f"{reference['n']} held-out {reference['split']} images"
+        f"{reference['n']} held-out {reference['split']} {protocol.get('unit', 'images')}"
         if reference.get("n")
         else f"no reference: {reference.get('reason', 'none')}"
     )
