@@ -8,10 +8,11 @@ directory, and the figures to the logger). Only the export's synthetic images co
 (a gap-filling export also holds real ones).
 
 ``augmentation.enabled=true`` adds the augmentation report (:mod:`src.metrics.augmentation`):
-real / real + synthetic at several ratios / real + fill / synthetic / classic augmentation arms,
-several seeds, written to ``<dir>.augmentation.{json,md,png}``. The real training split is the
-one the export was made from: a ``data.subset`` recorded in its manifest applies unless the
-command sets its own.
+real / real + synthetic at several ratios / real + fill / synthetic / classic augmentation arms and
+the oversample / class-weight / SMOTE baselines, several seeds, a fixed share of real images in
+every batch, synthetic labels from the export or a teacher; written to
+``<dir>.augmentation.{json,md,png}``. The real training split is the one the export was made from:
+a ``data.subset`` recorded in its manifest applies unless the command sets its own.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from src.export.reader import read_export
 from src.logger import finish_wandb_runs
 from src.logger.images import log_figure
 from src.metrics import ScoreOptions, score_samples
-from src.metrics.augmentation import augmentation_report, flat_augmentation, write_augmentation_report
+from src.metrics.augmentation import Protocol, SyntheticLabels, augmentation_report
+from src.metrics.augmentation_output import flat_augmentation, write_augmentation_report
 from src.metrics.classifier_networks import ClassifierArch
 from src.metrics.classifier_training import TrainingRecipe
 from src.metrics.utility import classification_accuracy_score
@@ -38,7 +40,7 @@ from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
-from src.utils.types import PositiveFloat, PositiveInt
+from src.utils.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, UnitInterval
 
 log = get_logger(__name__)
 
@@ -70,6 +72,11 @@ class AugmentationOptions:
     ratios: list[PositiveFloat]
     classic: bool
     min_steps: PositiveInt
+    real_share: Fraction
+    synthetic_labels: SyntheticLabels
+    min_confidence: UnitInterval
+    synthetic_weight: NonNegativeFloat
+    patience: PositiveInt | None
 
 
 def evaluate_dataset(cfg: DictConfig) -> TaskResult:
@@ -136,7 +143,14 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
             ratios=augmentation.ratios,
             classic=augmentation.classic,
             device=hardware.device(),
-            min_steps=augmentation.min_steps,
+            protocol=Protocol(
+                real_share=augmentation.real_share,
+                synthetic_labels=augmentation.synthetic_labels,
+                min_confidence=augmentation.min_confidence,
+                synthetic_weight=augmentation.synthetic_weight,
+                patience=augmentation.patience,
+                min_steps=augmentation.min_steps,
+            ),
         )
         augmented["data"] = datamodule.describe()
         paths = write_augmentation_report(root, augmented)
@@ -203,7 +217,7 @@ def write_report(root: Path, report: dict[str, Any]) -> tuple[Path, Path]:
         "",
         "These three classifiers share one seed and the classifier's epochs; the augmentation report "
         "(`augmentation.enabled=true`, `<dir>.augmentation.md`) trains its `real` arm on the whole real "
-        "split over several seeds with an equal-step budget: another protocol, another number.",
+        "split over several seeds with its own budget and real share: another protocol, another number.",
     ]
     warnings = report.get("score_protocol", {}).get("warnings", [])
     if warnings:

@@ -10,18 +10,22 @@ import torch
 
 from src.evaluate_dataset import evaluate_dataset
 from src.generate import generate
-from src.metrics.augmentation import _scores, augmentation_report, plan_arms, scarce_classes
+from src.metrics.augmentation import Protocol, augmentation_report, plan_arms, scarce_classes
+from src.metrics.augmentation_output import arm_scores
 from src.metrics.classifier_training import TrainingRecipe
 
 
 def test_scores_by_hand() -> None:
     target = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
     predicted = torch.tensor([0, 0, 0, 1, 1, 0, 2, 2])
-    scores = _scores(predicted, target, 3, scarce=[1])
+    scores = arm_scores(predicted, target, 3, scarce=[1])
     assert scores["accuracy"] == pytest.approx(6 / 8)
     assert scores["per_class_recall"] == pytest.approx([3 / 4, 1 / 2, 1.0])
     assert scores["balanced_accuracy"] == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)
     assert scores["scarce_recall"] == pytest.approx(1 / 2)
+    precision = [3 / 4, 1 / 2, 1.0]  # predicted 0: 4 (3 right), 1: 2 (1 right), 2: 2 (2 right)
+    f1 = [2 * p * r / (p + r) for p, r in zip(precision, scores["per_class_recall"])]
+    assert scores["macro_f1"] == pytest.approx(sum(f1) / 3)
 
 
 def test_arms_and_fill_counts() -> None:
@@ -30,12 +34,16 @@ def test_arms_and_fill_counts() -> None:
     y_syn = torch.arange(3).repeat(20)
     x_syn = torch.ones(len(y_syn), 1, 8, 8, dtype=torch.uint8)
     arms, skipped = plan_arms((x_real, y_real), (x_syn, y_syn), 3, [0.5, 1, 4], classic=True)
-    assert len(arms["real+synthetic x0.5"]["x"]) == 18 + 9
+    half = arms["real+synthetic x0.5"]
+    assert [len(pool) for pool in half.pools] == [18, 9] and half.n_train == 18 + 9
     assert "real+synthetic x4" in skipped  # 72 needed, 60 in the pool
     fill = arms["real+fill"]
-    assert torch.bincount(fill["y"], minlength=3).tolist() == [10, 10, 10]
-    assert int(fill["x"].sum()) == 8 * 64 + 4 * 64  # exactly the missing 8 + 4 synthetic images
-    assert arms["real+classic+synthetic"]["classic"] and arms["real+classic+synthetic"]["with"] == "real+fill"
+    real_pool, fill_pool = fill.pools
+    assert (real_pool.targets.sum(0) + fill_pool.targets.sum(0)).tolist() == [10, 10, 10]
+    assert int(fill_pool.x.sum()) == 8 * 64 + 4 * 64  # exactly the missing 8 + 4 synthetic images
+    both = arms["real+classic+synthetic"]
+    assert both.classic and both.info["with"] == "real+fill" and both.pools is fill.pools
+    assert {"real+oversample", "real+class_weights", "real+smote"} <= set(arms)
     assert scarce_classes([10, 2, 6]) == [1]
 
 
@@ -59,7 +67,7 @@ def test_model_selection_never_sees_the_test_labels(mnist_files, monkeypatch) ->
         seeds=[0],
         ratios=[1.0],
         classic=False,
-        min_steps=4,
+        protocol=Protocol(min_steps=4),
     )
     first = augmentation_report(test=(x_test, y_test), **kwargs)
     shuffled = y_test[torch.randperm(len(y_test), generator=torch.Generator().manual_seed(0))]
@@ -93,7 +101,7 @@ def test_evaluate_dataset_writes_the_augmentation_report(make_cfg, trained_check
             "scores=false",
             "classifier.epochs=1",
             "augmentation.enabled=true",
-            "augmentation.seeds=[0,1,2]",
+            "augmentation.seeds=[0,1]",
             "augmentation.ratios=[0.5,1]",
             "augmentation.min_steps=3",
             "data.subset.per_class={3:4}",
@@ -110,19 +118,29 @@ def test_evaluate_dataset_writes_the_augmentation_report(make_cfg, trained_check
         "synthetic",
         "real+classic",
         "real+classic+synthetic",
+        "real+oversample",
+        "real+class_weights",
+        "real+smote",
     }
     assert report["scarce_classes"] == [3] and report["real_class_counts"][3] == 4
     for cell in arms.values():
-        assert len(cell["accuracy"]["values"]) == 3 and cell["accuracy"]["std"] >= 0
-        assert len(cell["per_class_recall"]["mean"]) == 10 and "scarce_recall" in cell
+        assert len(cell["accuracy"]["values"]) == 2 and cell["accuracy"]["std"] >= 0
+        assert len(cell["per_class_recall"]["mean"]) == 10 and "scarce_recall" in cell and "macro_f1" in cell
     assert arms["real+synthetic x1"]["nas"] == pytest.approx(
         arms["real+synthetic x1"]["accuracy"]["mean"] - arms["real"]["accuracy"]["mean"]
     )
     markdown = Path(f"{out}.augmentation.md").read_text()
-    assert "3 - three*" in markdown and "NAS" in markdown
+    assert "3 - three*" in markdown and "NAS" in markdown and "## Protocol" in markdown
     assert Path(f"{out}.augmentation.png").stat().st_size > 1000
     assert result.metrics["augmentation/real/accuracy"] == arms["real"]["accuracy"]["mean"]
-    assert report["classifier"]["steps"] == 3  # the same budget for every arm
+    assert result.metrics["augmentation/real_smote/macro_f1"] == arms["real+smote"]["macro_f1"]["mean"]
+    assert (
+        result.metrics["augmentation/teacher/val_accuracy"] == report["protocol"]["teacher"]["val_accuracy"]
+    )
+    # The budget: the real-only arm's steps; at real_share 0.5 the mixed arms twice as many.
+    assert report["classifier"]["steps"] == arms["real"]["steps"] == 3
+    assert arms["real+fill"]["real_per_batch"] * 2 == arms["real+fill"]["batch"]
+    assert arms["real+fill"]["steps"] == 6 and arms["synthetic"]["steps"] == 3
 
 
 @pytest.mark.parametrize(
@@ -131,6 +149,11 @@ def test_evaluate_dataset_writes_the_augmentation_report(make_cfg, trained_check
         (["augmentation.seeds=[]"], ["augmentation.seeds=[]"]),
         (["augmentation.ratios=[-1]"], ["augmentation.ratios"]),
         (["augmentation.classic=maybe"], ["augmentation.classic"]),
+        (["augmentation.real_share=1"], ["augmentation.real_share"]),
+        (["augmentation.synthetic_labels=teacher"], ["augmentation.synthetic_labels", "teacher_soft"]),
+        (["augmentation.min_confidence=1.5"], ["augmentation.min_confidence"]),
+        (["augmentation.synthetic_weight=-1"], ["augmentation.synthetic_weight"]),
+        (["augmentation.patience=0"], ["augmentation.patience"]),
     ],
 )
 def test_augmentation_option_errors(args, fragments, tmp_path, capsys, data_root) -> None:
