@@ -37,14 +37,15 @@ def scored_stages(
         if not scores:
             continue
         reference = part.get("reference") or {}
+        unit = part.get("unit", "images")  # table scores record "rows"
         against = (
-            f"real vs real: {reference.get('n')} held-out {reference.get('split')} images"
+            f"real vs real: {reference.get('n')} held-out {reference.get('split')} {unit}"
             if reference.get("n")
             else f"no reference ({reference.get('reason', 'none')})"
         )
         title = (
             f"{name}: {part.get('n_fake')} samples vs {part.get('n_real')} real "
-            f"{part.get('split')} images ({against})"
+            f"{part.get('split')} {unit} ({against})"
         )
         found.append((title, scores, part))
         if key == "test":
