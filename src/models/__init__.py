@@ -2,6 +2,15 @@
 
 from src.models.base import GenerativeModule
 from src.models.gan import GanModule
+from src.models.tabular import CtganModule, GaussianCopulaModule, TableModule, TvaeModule
 from src.models.vae import VaeModule
 
-__all__ = ["GanModule", "GenerativeModule", "VaeModule"]
+__all__ = [
+    "CtganModule",
+    "GanModule",
+    "GaussianCopulaModule",
+    "GenerativeModule",
+    "TableModule",
+    "TvaeModule",
+    "VaeModule",
+]
