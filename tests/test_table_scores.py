@@ -182,6 +182,19 @@ def test_utility_beside_train_on_real(table) -> None:
     assert constant["tstr_accuracy"] == pytest.approx((test["label"] == "low").mean())
 
 
+def test_every_table_score_is_in_the_table_of_scores(table) -> None:
+    from src.metrics import registry
+
+    _, schema = table
+    names = table_score_names(TableScoreOptions(), schema, "test")
+    rows = {name: registry.lookup(f"test/{name}") for name in names}
+    assert all(row is not None for row in rows.values()), rows
+    # dcr is judged beside the reference only: far below is copying, far above implausible rows.
+    assert [name for name, row in rows.items() if row.higher_is_better is None] == ["dcr"]
+    assert registry.mode("val/quality") == "max" and registry.mode("val/exact_copy_share") == "min"
+    assert {rule.score for rule in TABLE_RULES} <= set(names)
+
+
 def test_each_table_rule_fails_only_beyond_its_margin() -> None:
     for rule in TABLE_RULES:
         reference = 0.5
