@@ -1,4 +1,4 @@
-"""Writes what the model generates at each validation: image grids or 2-D scatter plots."""
+"""Writes what the model generates at each validation: image grids, 2-D scatter plots or table rows."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ class SampleGrid(pl.Callback):
     Images: a grid of ``n`` samples from a fixed noise seed (conditional models: classes in
     rows), ``interp_step_<step>.png`` (``interpolations`` rows of latent interpolations) and, for
     models that reconstruct, ``recon_step_<step>.png`` (originals over reconstructions). Point
-    data: ``step_<step>.png`` is a scatter plot of generated over real points. Everything also
-    goes to each logger that takes images (W&B, TensorBoard).
+    data: ``step_<step>.png`` is a scatter plot of generated over real points. Tables:
+    ``step_<step>.csv`` holds ``n`` decoded rows. Images also go to each logger that takes images
+    (W&B, TensorBoard).
     """
 
     def __init__(
@@ -53,6 +54,14 @@ class SampleGrid(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         step = trainer.global_step
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        if pl_module.data_kind == "table":
+            # A preview a person can read: decoded rows with the table's columns, drawn as the
+            # model draws them (its own class frequencies, no rows forced per class).
+            rows = pl_module.sample(self.n, generator=generator)
+            trainer.datamodule.schema.decode(rows.cpu()).to_csv(
+                self.dirpath / f"step_{step:07d}.csv", index=False
+            )
+            return
         if pl_module.data_kind == "points":
             samples = pl_module.sample(SCATTER_POINTS, generator=generator)
             real = trainer.datamodule.split("val")[0][:SCATTER_POINTS]
