@@ -17,15 +17,24 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.data.base import GenerativeDataModule
 from src.export.audit import write_audit_report
 from src.export.exporter import NO_PRIVACY, privacy_block
-from src.export.reader import read_export
+from src.export.reader import is_table_export, read_export, read_table_export
+from src.hardware import Hardware
 from src.logger import finish_wandb_runs
 from src.metrics.membership import membership_audit, model_white_box
-from src.runtime.build import build_collection, build_datamodule, build_hardware, load_trained_run
+from src.runtime.build import (
+    build_collection,
+    build_datamodule,
+    build_hardware,
+    build_metrics,
+    load_trained_run,
+)
 from src.runtime.config_check import check_config, task_options
 from src.runtime.entry import hydra_task
 from src.runtime.run import TaskResult
@@ -57,6 +66,23 @@ def audit(cfg: DictConfig) -> TaskResult:
         run = load_trained_run(cfg, cfg.ckpt_path)
         model = run.model.to(run.hardware.device()).eval()
         generator = torch.Generator(device=model.device).manual_seed(cfg.seed)
+        if model.data_kind == "table":
+            rows = torch.cat(
+                [
+                    model.sample(min(500, cfg.n_synthetic - i), generator=generator).cpu()
+                    for i in range(0, cfg.n_synthetic, 500)
+                ]
+            )
+            frame = run.datamodule.schema.decode(rows)
+            return _table_audit(
+                cfg,
+                run.run_cfg,
+                run.datamodule,
+                run.hardware,
+                frame,
+                privacy_block(model),
+                {"checkpoint": str(cfg.ckpt_path)},
+            )
         synthetic = torch.cat(
             [
                 to_uint8(model.sample(min(500, cfg.n_synthetic - i), generator=generator)).cpu()
@@ -71,7 +97,8 @@ def audit(cfg: DictConfig) -> TaskResult:
         privacy = privacy_block(model)
     else:
         root = Path(cfg.export_dir).expanduser()
-        exported = read_export(root)
+        table = is_table_export(root)
+        exported = read_table_export(root) if table else read_export(root)
         run_cfg = OmegaConf.create(exported.manifest.get("config") or {})
         if "data" not in run_cfg:
             raise UserError(
@@ -82,13 +109,52 @@ def audit(cfg: DictConfig) -> TaskResult:
             if cfg.get("data_dir"):
                 run_cfg.data.data_dir = cfg.data_dir
         check_config(run_cfg, ("hardware", "data"))
-        build_hardware(run_cfg)
+        hardware = build_hardware(run_cfg)
         datamodule = build_datamodule(run_cfg)
         datamodule.prepare_data()
         datamodule.setup()
-        synthetic, white_box, source = exported.images, None, {"export_dir": str(root.resolve())}
         privacy = exported.manifest.get("privacy") or {"mechanism": "none", "statement": NO_PRIVACY}
+        if table:
+            return _table_audit(
+                cfg,
+                run_cfg,
+                datamodule,
+                hardware,
+                exported.only("synthetic"),
+                privacy,
+                {"export_dir": str(root.resolve())},
+            )
+        synthetic, white_box, source = exported.images, None, {"export_dir": str(root.resolve())}
     scores, protocol = membership_audit(datamodule, cfg.n, cfg.seed, white_box=white_box, synthetic=synthetic)
+    return _finish(cfg, datamodule, scores, protocol, privacy, source)
+
+
+def _table_audit(
+    cfg: DictConfig,
+    run_cfg: DictConfig,
+    datamodule: GenerativeDataModule,
+    hardware: Hardware,
+    frame: pd.DataFrame,
+    privacy: dict,
+    source: dict,
+) -> TaskResult:
+    """Tables: the black-box attack on the distance to the closest generated row (the run's table
+    metrics, :meth:`src.metrics.TableMetrics.audit_frame`); table models have no white-box attack."""
+    metrics = next(iter(build_metrics(run_cfg, datamodule, hardware, prepare=False)), None)
+    if metrics is None or not hasattr(metrics, "audit_frame"):
+        raise UserError("the audit of a table needs the run's metrics=table settings; this run has none.")
+    scores, protocol = metrics.audit_frame(frame, datamodule, n=cfg.n, seed=cfg.seed)
+    return _finish(cfg, datamodule, scores, protocol, privacy, source)
+
+
+def _finish(
+    cfg: DictConfig,
+    datamodule: GenerativeDataModule,
+    scores: dict,
+    protocol: dict,
+    privacy: dict,
+    source: dict,
+) -> TaskResult:
     protocol.update(source)
     if cfg.export_dir:
         write_audit_report(Path(cfg.export_dir).expanduser(), scores, protocol, privacy)

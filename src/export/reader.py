@@ -1,4 +1,5 @@
-"""Reads an exported dataset back (arrays from data.npz, or the PNGs listed in metadata.csv)."""
+"""Reads an exported dataset back (arrays from data.npz, or the PNGs listed in metadata.csv; tables
+from data.parquet)."""
 
 from __future__ import annotations
 
@@ -40,15 +41,10 @@ class ExportedDataset:
 def read_export(root: Path) -> ExportedDataset:
     """Verifies ``root`` against its checksums, then loads it; a broken export is a :class:`UserError`."""
     root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"synthetic={root} is not a directory: pass the out_dir of `src.generate`.")
-    problems = verify_dataset(root)
-    if problems:
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise UserError(
-            f"synthetic={root} fails verification ({shown}): export it again or restore the files."
-        )
+    _check_export(root)
     manifest = json.loads((root / MANIFEST).read_text())
+    if manifest.get("kind") == "table":
+        raise UserError(f"synthetic={root} is a table export: this command reads image exports.")
     sources = None
     if (root / ARRAYS).is_file():
         with np.load(root / ARRAYS) as arrays:
@@ -68,6 +64,53 @@ def read_export(root: Path) -> ExportedDataset:
         manifest,
         sources,
     )
+
+
+@dataclass
+class ExportedTable:
+    frame: Any  # pandas.DataFrame: the exported rows, the real table's columns (no source column)
+    manifest: dict[str, Any]
+    sources: list[str] | None = None  # "synthetic" | "real" per row (fills), else None
+
+    def only(self, source: str) -> Any:
+        """The rows of one source (all of them for exports without a source column)."""
+        if self.sources is None:
+            return self.frame if source == "synthetic" else self.frame.iloc[:0]
+        keep = np.array([s == source for s in self.sources], dtype=bool)
+        return self.frame[keep].reset_index(drop=True)
+
+
+def is_table_export(root: Path) -> bool:
+    """True when ``root`` holds a table export (its manifest says ``kind: table``)."""
+    try:
+        return json.loads((Path(root) / MANIFEST).read_text()).get("kind") == "table"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def read_table_export(root: Path) -> ExportedTable:
+    """Verifies a table export, then loads ``data.parquet`` (the dtypes kept); a broken one is a :class:`UserError`."""
+    import pandas as pd  # tables only
+
+    root = Path(root)
+    _check_export(root)
+    manifest = json.loads((root / MANIFEST).read_text())
+    frame = pd.read_parquet(root / "data.parquet")
+    sources = None
+    if "source" in frame.columns:
+        sources = frame.pop("source").astype(str).tolist()
+    return ExportedTable(frame, manifest, sources)
+
+
+def _check_export(root: Path) -> None:
+    if not root.is_dir():
+        raise UserError(f"synthetic={root} is not a directory: pass the out_dir of `src.generate`.")
+    problems = verify_dataset(root)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise UserError(
+            f"synthetic={root} fails verification ({shown}): export it again or restore the files."
+        )
 
 
 def _read_png(path: Path) -> np.ndarray:

@@ -412,17 +412,24 @@ class TableMetrics(pl.Callback):
         return scores, protocol
 
     def audit_frame(
-        self, frame: pd.DataFrame, datamodule: GenerativeDataModule
+        self,
+        frame: pd.DataFrame,
+        datamodule: GenerativeDataModule,
+        n: int | None = None,
+        seed: int | None = None,
     ) -> tuple[dict[str, float], dict[str, Any]]:
         """DCR-based black-box membership audit of decoded rows: ``audit_n`` training rows (members)
         and as many test rows (non-members), each scored by minus its Gower distance to the closest
-        generated row; ROC AUC and TPR at low FPR (:func:`src.metrics.membership.roc_summary`)."""
+        generated row; ROC AUC and TPR at low FPR (:func:`src.metrics.membership.roc_summary`).
+        ``n`` and ``seed`` override ``audit_n`` and the evaluation seed (``src.audit n=... seed=...``)."""
         schema = schema_of(datamodule)
+        n = self.audit_n if n is None else n
+        seed = self.options.seed if seed is None else seed
         train, test = self.scorer.frame(datamodule, "train"), self.scorer.frame(datamodule, "test")
-        count = min(self.audit_n, len(train), len(test))
+        count = min(n, len(train), len(test))
         if count < 1 or len(frame) < 1:
             raise UserError("the membership audit needs training, test and generated rows: none to compare.")
-        rng = np.random.default_rng(self.options.seed)
+        rng = np.random.default_rng(seed)
         synthetic = raw_values(frame, schema)
 
         def attack(rows: pd.DataFrame) -> Tensor:
@@ -437,7 +444,7 @@ class TableMetrics(pl.Callback):
             "n_members": count,
             "n_nonmembers": count,
             "n_synthetic": len(frame),
-            "seed": self.options.seed,
+            "seed": seed,
             "dataset": datamodule.name,
             "train_fingerprint": datamodule.fingerprint("train"),
             "attacks": {
