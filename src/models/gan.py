@@ -25,6 +25,18 @@ EMA
     hence sample grids, metrics, ``src.eval`` and exports -- uses the average. It is a
     submodule, so it is in every checkpoint's ``state_dict`` (keys ``generator_ema.*``).
 
+Augmentation
+    ``augment=diffaugment`` (DiffAugment) or ``augment=ada`` (adaptive discriminator augmentation,
+    ``ada_*`` options) transforms every batch the discriminator scores in training -- real and
+    generated, in its update and in the generator's -- with differentiable, per-image operations
+    (``src.models.augment``); labels are unchanged. Gradient penalties are taken on the augmented
+    batches: WGAN-GP's interpolates lie between the augmented real and the augmented generated
+    images the critic scored, R1 is at the augmented reals. Evaluation, sampling, inpainting and
+    membership scores see the networks unaugmented. ADA's probability is adjusted from the
+    discriminator's outputs on real images, which under ``privacy=dp`` would be a use of the
+    training data outside the accounted mechanism: that combination is refused (DiffAugment's
+    random draws do not depend on the data, so it trains privately).
+
 Gradient clipping
     Lightning's Trainer refuses ``gradient_clip_val`` with manual optimization; the run's
     ``trainer.gradient_clip_val`` is handed to this module instead (``src.runtime.build``) and
@@ -42,12 +54,13 @@ from lightning.pytorch.core.optimizer import LightningOptimizer, do_nothing_clos
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from src.models.augment import AdaptiveAugment, AugmentKind, build_augment
 from src.models.base import GenerativeModule, OptimizerFactory, SchedulerFactory
 from src.models.losses import GanLoss, GradientPenalty, R1Penalty
 from src.models.networks.gan import GanArch, GanNetworkSpec, build_gan_networks
 from src.models.networks.layers import Norm
 from src.utils.errors import UserError
-from src.utils.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
+from src.utils.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 
 class GanModule(GenerativeModule):
@@ -55,7 +68,8 @@ class GanModule(GenerativeModule):
 
     Training logs ``loss/d`` (the discriminator's whole objective, penalties included),
     ``loss/g`` (at generator updates) and each penalty term (``loss/gp``, ``loss/r1``); the
-    training step returns them as detached scalars for the divergence guard. Evaluation steps log ``<stage>/d_real`` and ``<stage>/d_fake``, the mean critic output on
+    training step returns them as detached scalars for the divergence guard. With ``augment=ada``
+    it also logs the augmentation probability, ``train/ada_p``. Evaluation steps log ``<stage>/d_real`` and ``<stage>/d_fake``, the mean critic output on
     held-out real data and on generated samples, ``<stage>/d_margin``, their difference, and
     ``<stage>/d_acc``, the share of (real, generated) pairs the discriminator ranks the right way
     round (:func:`discriminator_accuracy`); sample-quality scores (``val/fid``, ``val/rkl``)
@@ -101,6 +115,12 @@ class GanModule(GenerativeModule):
         ema: bool = False,
         ema_decay: Fraction = 0.999,
         ema_start: NonNegativeInt = 0,
+        augment: AugmentKind = "none",
+        ada_target: Fraction = 0.6,
+        ada_interval: PositiveInt = 4,
+        ada_kimg: PositiveFloat = 500.0,
+        ada_xflip: bool = False,
+        ada_rotate: bool = False,
         optimizer_g: OptimizerFactory,
         optimizer_d: OptimizerFactory,
         scheduler_g: SchedulerFactory | None = None,
@@ -156,6 +176,19 @@ class GanModule(GenerativeModule):
             )
         )
         self.generator_ema = exponential_moving_average(self.generator, ema_decay) if ema else None
+        self.augment = augment
+        # No parameters; ADA's probability is in its state dict (key `augmenter._extra_state`).
+        self.augmenter = build_augment(
+            augment,
+            data_kind=self.data_kind,
+            channels=channels,
+            model=name,
+            ada_target=ada_target,
+            ada_interval=ada_interval,
+            ada_kimg=ada_kimg,
+            ada_xflip=ada_xflip,
+            ada_rotate=ada_rotate,
+        )
 
     def _check_combination(
         self, loss: GanLoss, penalties: list[Any], g_norm: Norm, d_norm: Norm, spectral_norm: bool
@@ -277,8 +310,30 @@ class GanModule(GenerativeModule):
         # total_batch_idx counts the real batches of the whole fit and is restored on resume.
         if (self.trainer.fit_loop.epoch_loop.total_batch_idx + 1) % self.n_critic == 0:
             logs.update(self._generator_update(optimizer_g, len(real)))
-        self.log_step_scalars(logs, batch_idx, prog_bar=("loss/d", "loss/g"))
+        scalars: dict[str, Tensor | float] = dict(logs)
+        if isinstance(self.augmenter, AdaptiveAugment):
+            scalars["train/ada_p"] = self.augmenter.p
+        self.log_step_scalars(scalars, batch_idx, prog_bar=("loss/d", "loss/g"))
         return logs
+
+    def _augment(self, x: Tensor) -> Tensor:
+        """``model.augment`` applied to a batch the discriminator is about to score in training."""
+        return x if self.augmenter is None else self.augmenter(x, self.noise_generator)
+
+    def _adapt(self, real_out: Tensor, fake_out: Tensor) -> None:
+        """ADA: records the signs of the critic's outputs on the real batch and, every
+        ``ada_interval`` discriminator updates, moves the augmentation probability (summed across
+        processes, so every process keeps the same ``p``). A Wasserstein critic has no fixed zero:
+        its outputs are centred at the midpoint of the mean real and mean fake output."""
+        augmenter = self.augmenter
+        if not isinstance(augmenter, AdaptiveAugment):
+            return
+        real_out = real_out.detach().float()
+        if self.loss.lipschitz_critic:
+            real_out = real_out - (real_out.mean() + fake_out.detach().float().mean()) / 2
+        augmenter.observe(real_out)
+        if augmenter.due:
+            augmenter.adjust(lambda stats: self.trainer.strategy.reduce(stats, reduce_op="sum"))
 
     def _discriminator_update(
         self, optimizer: LightningOptimizer, real: Tensor, labels: Tensor | None
@@ -289,6 +344,7 @@ class GanModule(GenerativeModule):
         with torch.no_grad():
             fake_labels = self.sample_labels(n, self.noise_generator)
             fake = self.generator(self.sample_latents(n, self.noise_generator), fake_labels)
+        real, fake = self._augment(real), self._augment(fake)
         real_out = self.discriminator(real, labels)
         fake_out = self.discriminator(fake, fake_labels)
         loss = self.loss.discriminator(real_out, fake_out)
@@ -296,7 +352,8 @@ class GanModule(GenerativeModule):
         # step (see experiments/benchmarks).
         logs: dict[str, Tensor] = {}
         for penalty in self.penalties:
-            # Interpolates between real and fake samples are scored with the real labels.
+            # Interpolates between real and fake samples are scored with the real labels; with
+            # model.augment, both are the augmented batches the critic scored above.
             term = penalty(lambda x: self.discriminator(x, labels), real, fake, self.noise_generator)
             logs[f"loss/{penalty.name}"] = term
             loss = loss + term
@@ -304,6 +361,7 @@ class GanModule(GenerativeModule):
         self.manual_backward(loss)
         self._clip(optimizer)
         step_without_counting(optimizer)
+        self._adapt(real_out, fake_out)
         logs["loss/d"] = loss
         return {key: value.detach() for key, value in logs.items()}
 
@@ -322,7 +380,8 @@ class GanModule(GenerativeModule):
             fake_labels = self.sample_labels(m, self.noise_generator)
             fake = self.generator(self.sample_latents(m, self.noise_generator), fake_labels)
         both_labels = None if labels is None else torch.cat([labels, fake_labels])
-        out = self.discriminator(torch.cat([real, fake.to(real.dtype)]), both_labels)
+        # DiffAugment draws each row's transform on its own: no row depends on another.
+        out = self.discriminator(self._augment(torch.cat([real, fake.to(real.dtype)])), both_labels)
         real_terms, fake_terms = self.loss.discriminator_terms(out[: len(real)], out[len(real) :])
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(real_terms.sum() + fake_terms.sum())
@@ -338,7 +397,7 @@ class GanModule(GenerativeModule):
         with self.toggled_optimizer(optimizer), paused:
             labels = self.sample_labels(n, self.noise_generator)
             fake = self.generator(self.sample_latents(n, self.noise_generator), labels)
-            loss = self.loss.generator(self.discriminator(fake, labels))
+            loss = self.loss.generator(self.discriminator(self._augment(fake), labels))
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             self._clip(optimizer)
@@ -402,6 +461,13 @@ class GanModule(GenerativeModule):
 
     # ------------------------------------------------------------------ privacy and membership
     def private_networks(self) -> dict[str, nn.Module]:
+        # Asked by the privacy engine's checks only, before training starts.
+        if isinstance(self.augmenter, AdaptiveAugment):
+            raise UserError(
+                "privacy=dp with model.augment=ada: ADA adjusts its augmentation probability from the "
+                "discriminator's outputs on training images, a use of the data the privacy accounting does not "
+                "cover. Use model.augment=diffaugment (data-independent, per-image) or model.augment=none."
+            )
         return {"discriminator": self.discriminator}
 
     def private_updates_per_step(self) -> int:
