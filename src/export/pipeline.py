@@ -116,7 +116,7 @@ def _export_table_model(
         )
     scorer = auditor = None
     if metrics is not None and hasattr(metrics, "score_frame"):
-        scorer = lambda frame: metrics.score_frame(frame, datamodule, "test")  # noqa: E731
+        scorer = lambda frame, **how: metrics.score_frame(frame, datamodule, "test", **how)  # noqa: E731
     if metrics is not None and hasattr(metrics, "audit_frame"):
         auditor = lambda frame: metrics.audit_frame(frame, datamodule)  # noqa: E731
     return export_table(

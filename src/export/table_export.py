@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import Tensor
 
@@ -36,8 +35,8 @@ from src.utils.tables import TableSchema
 
 log = get_logger(__name__)
 
-# (decoded rows) -> (scores, protocol) against the real test split.
-TableScoreFunction = Callable[[pd.DataFrame], tuple[dict[str, float], dict[str, Any]]]
+# (decoded rows, class_balance=...) -> (scores, protocol) against the real test split.
+TableScoreFunction = Callable[..., tuple[dict[str, float], dict[str, Any]]]
 
 
 def export_table(
@@ -137,7 +136,10 @@ def export_table(
         if report is not None:
             manifest["gate"] = report
         if scorer is not None and options.score and len(synthetic) >= 2:
-            manifest["scores"], manifest["score_protocol"] = scorer(synthetic)
+            # Asked-for classes (a fill, a label plan) are not the model's: class balance is not judged.
+            manifest["scores"], manifest["score_protocol"] = scorer(
+                synthetic, class_balance=label_source == "model"
+            )
         if auditor is not None and options.audit:
             audit_scores, audit_protocol = auditor(synthetic)
             manifest["audit"] = {"scores": audit_scores, "protocol": audit_protocol}

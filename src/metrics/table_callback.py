@@ -402,10 +402,19 @@ class TableMetrics(pl.Callback):
 
     # ------------------------------------------------------------------ outside the training loop
     def score_frame(
-        self, frame: pd.DataFrame, datamodule: GenerativeDataModule, split: str = "test"
+        self,
+        frame: pd.DataFrame,
+        datamodule: GenerativeDataModule,
+        split: str = "test",
+        class_balance: bool = True,
     ) -> tuple[dict[str, float], dict[str, Any]]:
-        """Scores decoded rows (an exported table) against a real split, with reference and verdict."""
+        """Scores decoded rows (an exported table) against a real split, with reference and verdict.
+
+        ``class_balance=False`` for rows whose classes were asked for (a fill, a label plan): their
+        class frequencies are the request's, not the model's, so ``target_tv`` is left out."""
         scores = self.scorer.score(frame, datamodule, split)
+        if not class_balance:
+            scores.pop("target_tv", None)
         protocol = self.scorer.protocol(datamodule, split, len(frame), scores, rows="given")
         for warning in protocol["warnings"]:
             log.warning(f"{split} scores: {warning}")
