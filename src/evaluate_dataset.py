@@ -29,7 +29,7 @@ from src.logger import finish_wandb_runs
 from src.logger.images import log_figure
 from src.metrics import ScoreOptions, score_samples
 from src.metrics.augmentation import Protocol, SyntheticLabels, augmentation_report
-from src.metrics.augmentation_output import flat_augmentation, write_augmentation_report
+from src.metrics.augmentation_output import flat_augmentation, headline, write_augmentation_report
 from src.metrics.classifier_networks import ClassifierArch
 from src.metrics.classifier_training import TrainingRecipe
 from src.metrics.utility import classification_accuracy_score
@@ -129,6 +129,7 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
 
     metrics = flat_report(report)
     figures = {}
+    headlines: list[str] = []
     if augmentation.enabled:
         augmented = augmentation_report(
             datamodule.split("train"),
@@ -157,6 +158,7 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
         log.info(f"augmentation report: {paths['md']}")
         metrics.update(flat_augmentation(augmented))
         figures["augmentation"] = paths["png"]
+        headlines = [*headline(augmented), f"augmentation report: {paths['md']}"]
 
     loggers = build_collection(cfg.get("logger"))
     try:
@@ -172,6 +174,7 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
         f"utility of {root} (real test split, {utility['n_test']} images): CAS {acc['synthetic']:.3f}, "
         f"real only (as many) {acc['real']:.3f}, real + synthetic {acc['real+synthetic']:.3f}",
         f"report: {md_path}",
+        *headlines,
     ]
     return TaskResult(
         metrics=metrics,

@@ -133,6 +133,7 @@ def test_evaluate_dataset_writes_the_augmentation_report(make_cfg, trained_check
     assert "3 - three*" in markdown and "NAS" in markdown and "## Protocol" in markdown
     assert Path(f"{out}.augmentation.png").stat().st_size > 1000
     assert result.metrics["augmentation/real/accuracy"] == arms["real"]["accuracy"]["mean"]
+    assert any(line.startswith("augmentation (rare-class recall") for line in result.summary)
     assert result.metrics["augmentation/real_smote/macro_f1"] == arms["real+smote"]["macro_f1"]["mean"]
     assert (
         result.metrics["augmentation/teacher/val_accuracy"] == report["protocol"]["teacher"]["val_accuracy"]

@@ -47,7 +47,8 @@ The report (``<dir>.augmentation.json``, keys):
   ``classic``, ``steps``, ``batch``, ``real_per_batch``, ``real_passes`` (budgeted passes over the
   arm's real pool), ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``scarce_recall`` (each
   ``{"mean", "std", "values"}`` over seeds), ``per_class_recall`` (``{"mean", "std"}`` lists),
-  ``chosen_epoch`` and ``chosen_step`` (spreads), ``stopped_early`` (seeds stopped by patience),
+  ``chosen_epoch`` (passes over the arm's first pool, the real one except for ``synthetic``, when the
+  kept weights were reached) and ``chosen_step`` (spreads), ``stopped_early`` (seeds stopped by patience),
   and where they apply ``nas``, ``gain_over_classic``, ``with`` (the synthetic pool of
   ``real+classic+synthetic``), ``labels`` (the synthetic pool's label source), ``fill_short``
   (per class, fill images the filtered pool lacked), ``baseline`` (how the baseline was made);

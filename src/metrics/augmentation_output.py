@@ -248,6 +248,21 @@ def write_augmentation_report(root: Path, report: dict[str, Any]) -> dict[str, P
     return paths
 
 
+def headline(report: dict[str, Any]) -> list[str]:
+    """Console lines: the real-only arm and the best arm by accuracy and by rare-class recall."""
+    arms = report["arms"]
+    lines = []
+    for key, label in (("accuracy", "accuracy"), ("scarce_recall", "rare-class recall")):
+        if key not in arms["real"]:
+            continue
+        best = max((n for n in arms if key in arms[n]), key=lambda n: arms[n][key]["mean"])
+        lines.append(
+            f"augmentation ({label}, mean ± std over seeds {report['seeds']}): real only "
+            f"{_pm(arms['real'][key], 3)}; best {best} {_pm(arms[best][key], 3)}"
+        )
+    return lines
+
+
 def flat_augmentation(report: dict[str, Any]) -> dict[str, float]:
     """``augmentation/<arm>/<score>`` means and stds (and NAS), the teacher's val accuracy and the kept
     share of the synthetic images, for the loggers and ``metrics.json``."""
