@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from src.export.reader import read_export
+from src.export.reader import is_table_export, read_export, read_table_export
 from src.logger import finish_wandb_runs
 from src.logger.images import log_figure
 from src.metrics import ScoreOptions, score_samples
@@ -32,6 +32,7 @@ from src.metrics.augmentation import Protocol, SyntheticLabels, augmentation_rep
 from src.metrics.augmentation_output import flat_augmentation, headline, write_augmentation_report
 from src.metrics.classifier_networks import ClassifierArch
 from src.metrics.classifier_training import TrainingRecipe
+from src.metrics.table_report import flat_table_report, table_utility_report
 from src.metrics.utility import classification_accuracy_score
 from src.metrics.verdict import markdown_table
 from src.runtime.build import build_collection, build_datamodule, build_hardware
@@ -87,6 +88,8 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
         raise UserError("augmentation.seeds=[] trains nothing: give seeds, e.g. augmentation.seeds=[0,1,2].")
     check_config(cfg, ("hardware", "data", "logger"))
     root = Path(cfg.synthetic).expanduser()
+    if is_table_export(root):
+        return evaluate_table(cfg, root, augmentation)
     exported = read_export(root)
     if not exported.labelled:
         raise UserError(
@@ -179,6 +182,41 @@ def evaluate_dataset(cfg: DictConfig) -> TaskResult:
     return TaskResult(
         metrics=metrics,
         protocol=report.get("score_protocol", {}),
+        data_source=datamodule.data_source,
+        extra={"data": datamodule.describe()},
+        summary=summary,
+    )
+
+
+def evaluate_table(cfg: DictConfig, root: Path, augmentation: AugmentationOptions) -> TaskResult:
+    """A table export: the table scores against the real test split (TSTR beside train-on-real
+    included) and, with ``augmentation.enabled=true``, the table augmentation report's arms
+    (:mod:`src.metrics.table_report`). The image classifier's options do not apply."""
+    exported = read_table_export(root)
+    apply_export_subset(cfg, exported.manifest)
+    build_hardware(cfg)
+    datamodule = build_datamodule(cfg)
+    if datamodule.kind != "table":
+        raise UserError(
+            f"synthetic={root} is a table export: pass its table as data=<table> (not data={datamodule.name})."
+        )
+    datamodule.prepare_data()
+    datamodule.setup()
+    synthetic = exported.only("synthetic")
+    report, summary = table_utility_report(
+        synthetic, exported.manifest, datamodule, root, augmentation.seeds if augmentation.enabled else None
+    )
+    metrics = flat_table_report(report)
+    loggers = build_collection(cfg.get("logger"))
+    try:
+        for logger in loggers:
+            logger.log_hyperparams({"report": {k: v for k, v in report.items() if k != "augmentation"}})
+            logger.log_metrics(metrics)
+    finally:
+        finish_wandb_runs(loggers, failed=False)
+    return TaskResult(
+        metrics=metrics,
+        protocol=report["score_protocol"],
         data_source=datamodule.data_source,
         extra={"data": datamodule.describe()},
         summary=summary,
