@@ -89,8 +89,12 @@ class DownloadableDataModule(GenerativeDataModule):
             )
             rank_zero_warn(message)
             return f"bundled:{self.bundled_name}"
+        # Relative to the working directory when inside it: the path a user sees in their checkout.
+        shown = self.root.resolve()
+        if shown.is_relative_to(Path.cwd()):
+            shown = shown.relative_to(Path.cwd())
         raise UserError(
-            f"data={self.name}: files not found in {self.root} (expected: {', '.join(self.expected_files)})"
+            f"data={self.name}: files not found in {shown} (expected: {', '.join(self.expected_files)})"
             f" and {failure}. Put the files there, set data.data_dir to where they are, or run with network access."
         )
 

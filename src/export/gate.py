@@ -59,6 +59,9 @@ class GateClassifier:
     real: tuple[Tensor, Tensor] | None = None
     real_split: str = "test"
     description: dict[str, Any] = field(default_factory=dict)
+    # How messages and cards name the judge and what it judges (tables: a classifier of the rows).
+    name: str = "the domain classifier"
+    unit: str = "images"
 
 
 def missing_classifier(mode: str) -> None:
@@ -146,6 +149,7 @@ class ClassGate:
     def report(self) -> dict[str, Any]:
         """The manifest's ``gate`` block: the per-class table, the mode, the failed classes, the warnings."""
         recall, real_counts = self._real_recall()
+        unit = self.classifier.unit
         classes, failed, warnings = [], [], []
         for c, name in enumerate(self.class_names):
             if not self.requested[c] and not self.drawn[c]:
@@ -170,12 +174,12 @@ class ClassGate:
                 real = "n/a" if recall[c] is None else f"{recall[c]:.2f}"
                 warnings.append(
                     f"class {name}: the classifier labels {agreement:.0%} of its {int(self.drawn[c])} generated "
-                    f"images as {name} (min_agreement {self.min_agreement:g}; its recall on real "
-                    f"{self.classifier.real_split} images of the class: {real})"
+                    f"{unit} as {name} (min_agreement {self.min_agreement:g}; its recall on real "
+                    f"{self.classifier.real_split} {unit} of the class: {real})"
                 )
             if self.mode == "filter" and self.kept[c] < self.requested[c]:
                 warnings.append(
-                    f"class {name}: gate=filter kept {int(self.kept[c])} of {int(self.requested[c])} images "
+                    f"class {name}: gate=filter kept {int(self.kept[c])} of {int(self.requested[c])} {unit} "
                     f"after {int(self.drawn[c])} draws (max_draws per requested image reached)"
                 )
         agreements = [row["agreement"] for row in classes if row["agreement"] is not None]
@@ -184,6 +188,8 @@ class ClassGate:
             "min_agreement": self.min_agreement,
             "real_split": self.classifier.real_split,
             "classifier": dict(self.classifier.description),
+            "judge": self.classifier.name,
+            "unit": self.classifier.unit,
             "classes": classes,
             "min_observed_agreement": min(agreements) if agreements else None,
             "failed": failed,
@@ -211,9 +217,10 @@ def finish_gate(gate: ClassGate) -> dict[str, Any]:
         rows = {row["name"]: row for row in report["classes"]}
         named = ", ".join(f"{name} ({rows[name]['agreement']:.0%})" for name in report["failed"])
         raise UserError(
-            f"gate=refuse: the domain classifier labels fewer than {gate.min_agreement:.0%} of the generated "
-            f"images of class(es) {named} as the class asked for; nothing was exported. Train the model "
-            "longer, use gate=filter (keep only the images it accepts) or gate=warn, or lower min_agreement."
+            f"gate=refuse: {gate.classifier.name} labels fewer than {gate.min_agreement:.0%} of the generated "
+            f"{gate.classifier.unit} of class(es) {named} as the class asked for; nothing was exported. Train the "
+            f"model longer, use gate=filter (keep only the {gate.classifier.unit} it accepts) or gate=warn, or lower "
+            "min_agreement."
         )
     return report
 
@@ -262,10 +269,11 @@ def gate_card_lines(report: dict[str, Any] | None) -> list[str]:
         + (" kept |" if filtered else "")
         + " status |"
     )
+    judge, unit = report.get("judge", "the domain classifier"), report.get("unit", "images")
     lines = [
-        f"The domain classifier (trained on the real training split) labelled each generated image; agreement "
-        f"is the share it labels as the class asked for, real recall its recall on the real "
-        f"`{report['real_split']}` images of the class. Gate `{report['mode']}`, min_agreement "
+        f"{judge[0].upper()}{judge[1:]} (trained on the real training split) labelled each generated "
+        f"{unit[:-1]}; agreement is the share it labels as the class asked for, real recall its recall on "
+        f"the real `{report['real_split']}` {unit} of the class. Gate `{report['mode']}`, min_agreement "
         f"{report['min_agreement']:g}.",
         "",
         head,

@@ -112,7 +112,12 @@ def _export_table_model(
     if schema.target is not None:
         classifier = RowClassifier(schema, seed=options.seed).fit(*train)
         gate_classifier = GateClassifier(
-            classifier.probabilities, datamodule.split("test"), "test", classifier.describe()
+            classifier.probabilities,
+            datamodule.split("test"),
+            "test",
+            classifier.describe(),
+            name="a classifier of the target (gradient-boosted trees on the other columns)",
+            unit="rows",
         )
     scorer = auditor = None
     if metrics is not None and hasattr(metrics, "score_frame"):

@@ -343,8 +343,9 @@ class GenerativeModule(pl.LightningModule):
     def _require_images(self) -> None:
         if self.data_kind != "image":
             raise UserError(
-                f"model={self.model_name} needs image data, but this data is {self.point_dim}-D points: "
-                "use a GAN model (dcgan, wgan_gp, sngan) with ring8/grid25, or image data with this model."
+                f"model={self.model_name} needs image data, but this data has {self.point_dim} values per sample "
+                "(2-D points or a table's columns): use a GAN model (dcgan, wgan_gp, sngan) with ring8/grid25, "
+                "model=tvae|ctgan|gaussian_copula with a table, or image data with this model."
             )
 
     def _make_optimizer(
