@@ -304,14 +304,7 @@ def build_manifest(
             for i, name in enumerate(names)
         ],
         "sources": sources,
-        "label_source": label_source,
-        "seed": options.seed,
-        "weights": "ema" if getattr(model, "uses_ema", False) else "raw",
-        "export": export,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "software": software_versions(),
-        "privacy": privacy_block(model),
-        **provenance,
+        **_generation_facts(model, options, label_source, export, provenance),
     }
 
 
@@ -344,6 +337,19 @@ def build_table_manifest(
             for i, name in enumerate(names)
         ],
         "sources": sources,
+        **_generation_facts(model, options, label_source, export, provenance),
+    }
+
+
+def _generation_facts(
+    model: GenerativeModule,
+    options: ExportOptions,
+    label_source: str,
+    export: dict[str, Any],
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """What every manifest records of how its data were generated, images and tables alike."""
+    return {
         "label_source": label_source,
         "seed": options.seed,
         "weights": "ema" if getattr(model, "uses_ema", False) else "raw",
