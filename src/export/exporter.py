@@ -363,7 +363,7 @@ def _generation_facts(
 
 NO_PRIVACY = (
     "No formal privacy guarantee: the model was trained on its data without differential privacy, "
-    "so its samples may reproduce or reveal training images."
+    "so its samples may reproduce or reveal training records (images or rows)."
 )
 
 
