@@ -78,7 +78,9 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "",
         "## Privacy",
         "",
-        *_privacy_lines(manifest.get("privacy") or {}),
+        *_privacy_lines(
+            manifest.get("privacy") or {}, "rows" if manifest.get("kind") == "table" else "images"
+        ),
         "",
         "## Scores",
         "",
@@ -134,20 +136,27 @@ def _private(manifest: dict[str, Any]) -> bool:
     return (manifest.get("privacy") or {}).get("mechanism", "none") != "none"
 
 
-def _privacy_lines(privacy: dict[str, Any]) -> list[str]:
+def _privacy_lines(privacy: dict[str, Any], unit: str = "images") -> list[str]:
     if privacy.get("mechanism", "none") == "none":
         return [privacy.get("statement") or "No formal privacy guarantee."]
+    table = unit == "rows"
     return [
         f"(epsilon = {privacy['epsilon']:.3f}, delta = {privacy['delta']:.3g})-differential privacy with respect to "
-        f"adding or removing one image of the training split ({privacy.get('n_train')} images), for "
+        f"adding or removing one {unit[:-1]} of the training split ({privacy.get('n_train')} {unit}), for "
         f"{privacy.get('private_part')}.",
         "",
         f"- mechanism: {privacy.get('mechanism')}",
         f"- noise multiplier {privacy.get('noise_multiplier'):.4f}, clipping norm {privacy.get('max_grad_norm')}, "
         f"sample rate {privacy.get('sample_rate'):.4g}, {privacy.get('steps')} private updates, "
         f"{privacy.get('accountant')} accountant ({privacy.get('library')} {privacy.get('version')})",
-        "- not covered: the validation split (it selected the checkpoint), the domain classifier used for the "
-        "scores and any pseudo-labels, and hyperparameter search.",
+        "- not covered: the validation split (it selected the checkpoint), "
+        + (
+            "the table's schema (category sets and column ranges, read from the whole table), the classifiers "
+            "of the scores and of the per-class gate, "
+            if table
+            else "the domain classifier used for the scores and any pseudo-labels, "
+        )
+        + "and hyperparameter search.",
     ]
 
 
@@ -159,16 +168,27 @@ def _score_lines(manifest: dict[str, Any]) -> list[str]:
     return [
         *markdown_table({k: v for k, v in scores.items() if isinstance(v, int | float)}, protocol),
         "",
-        f"Protocol: against the real `{protocol.get('split')}` split ({protocol.get('n_real')} real, "
-        f"{protocol.get('n_fake')} generated images), extractor `{protocol.get('extractor')}` (weights sha256 "
-        f"`{str(protocol.get('extractor_sha256'))[:16]}`), seed {protocol.get('seed')}; full protocol in "
-        "`manifest.json` (`score_protocol`).",
+        _protocol_line(protocol),
         *(
             ["", "**Warnings:**", ""] + [f"- {w}" for w in protocol["warnings"]]
             if protocol.get("warnings")
             else []
         ),
     ]
+
+
+def _protocol_line(protocol: dict[str, Any]) -> str:
+    against = f"Protocol: against the real `{protocol.get('split')}` split ({protocol.get('n_real')} real, "
+    if protocol.get("unit") == "rows":
+        return (
+            f"{against}{protocol.get('n_fake')} generated rows; table scores, src/metrics/tabular.py), seed "
+            f"{protocol.get('seed')}; full protocol in `manifest.json` (`score_protocol`)."
+        )
+    return (
+        f"{against}{protocol.get('n_fake')} generated images), extractor `{protocol.get('extractor')}` (weights "
+        f"sha256 `{str(protocol.get('extractor_sha256'))[:16]}`), seed {protocol.get('seed')}; full protocol in "
+        "`manifest.json` (`score_protocol`)."
+    )
 
 
 def _audit_lines(audit: dict[str, Any] | None) -> list[str]:
