@@ -65,6 +65,9 @@ class TableModule(GenerativeModule):
             is dropped, the rows per column it is fitted on (a seeded subsample).
         fit_seed: seed of the transformer's fit (the run's seed): every DDP rank fits the same.
         eval_seed: seed of the noise in validation and test steps.
+
+    Subclasses take these options as ``**table`` and pass them on (``src.runtime.config_check``
+    follows the forwarding), except the copula, which names the few it accepts.
     """
 
     # `monitor: auto`: the table scores' quality when metrics=table logs it, else the model's own.
@@ -208,6 +211,17 @@ class TableModule(GenerativeModule):
     def build_networks(self) -> None:
         """Builds the networks from ``self.schema``, ``self.transformer``, ``self.statistics``."""
         raise NotImplementedError
+
+    def register_span_buffers(self) -> None:
+        """The encoded layout's constants, for the loss and for sampling: ``alpha_index`` (the entry of
+        each continuous column's ``alpha``) and ``span_index`` / ``span_valid`` (the one-hot spans,
+        padded). Not weights: rebuilt from the transformer, so they stay out of the ``state_dict``."""
+        assert self.transformer is not None
+        alpha = torch.tensor([s.start for s in self.transformer.alpha_spans], dtype=torch.long)
+        index, valid = self.transformer.span_table(self.transformer.softmax_spans)
+        self.register_buffer("alpha_index", alpha, persistent=False)
+        self.register_buffer("span_index", index, persistent=False)
+        self.register_buffer("span_valid", valid, persistent=False)
 
     # ------------------------------------------------------------------ checkpoints
     def table_state(self) -> dict[str, Any]:

@@ -48,6 +48,9 @@ class GaussianCopulaModule(TableModule):
     """Gaussian copula with empirical marginals (see module docstring).
 
     Args beyond :class:`TableModule`'s: ``quantiles``, the most quantiles kept per continuous column.
+    It names the table options it accepts rather than passing ``**table`` on: the encoding's
+    (``continuous``, ``max_modes``, ``weight_threshold``, ``fit_rows``) mean nothing to it, so a
+    config that sets them is refused.
     """
 
     monitor_candidates = ("val/quality",)

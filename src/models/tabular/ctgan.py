@@ -50,9 +50,8 @@ from src.models.base import OptimizerFactory, SchedulerFactory
 from src.models.gan import discriminator_accuracy, exponential_moving_average, step_without_counting
 from src.models.losses import GanLoss, NonSaturatingLoss, WassersteinLoss
 from src.models.tabular.base import TableModule
-from src.models.tabular.transformer import ContinuousEncoding
 from src.utils.errors import UserError
-from src.utils.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from src.utils.types import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
 CtganLoss = Literal["wasserstein", "non_saturating"]
 LOSSES: dict[str, type[GanLoss]] = {"wasserstein": WassersteinLoss, "non_saturating": NonSaturatingLoss}
@@ -188,7 +187,7 @@ class RowsByCategory:
 
 # ---------------------------------------------------------------------- the module
 class CtganModule(TableModule):
-    """CTGAN (see module docstring). Args beyond :class:`TableModule`'s:
+    """CTGAN (see module docstring). Args beyond :class:`TableModule`'s (``**table`` passes those on):
 
     latent_dim, generator_dims, discriminator_dims: published 128, (256, 256), (256, 256).
     pac: rows per discriminator input (PacGAN); ``null``: 10, or 1 under ``privacy=dp``.
@@ -208,8 +207,6 @@ class CtganModule(TableModule):
     def __init__(
         self,
         *,
-        point_dim: PositiveInt | None = None,
-        num_classes: NonNegativeInt = 0,
         latent_dim: PositiveInt = 128,
         generator_dims: tuple[PositiveInt, ...] = (256, 256),
         discriminator_dims: tuple[PositiveInt, ...] = (256, 256),
@@ -226,33 +223,10 @@ class CtganModule(TableModule):
         optimizer_d: OptimizerFactory,
         scheduler_g: SchedulerFactory | None = None,
         scheduler_d: SchedulerFactory | None = None,
-        continuous: ContinuousEncoding | None = None,
-        max_modes: PositiveInt = 10,
-        weight_threshold: float = 0.005,
-        fit_rows: PositiveInt = 20_000,
-        fit_seed: int | None = 0,
-        eval_seed: int = 0,
-        monitor: str | None = "auto",
-        monitor_mode: Literal["min", "max"] | None = None,
         name: str = "ctgan",
-        image_size: int | None = None,
-        channels: int | None = None,
+        **table: Any,
     ) -> None:
-        super().__init__(
-            point_dim=point_dim,
-            num_classes=num_classes,
-            continuous=continuous,
-            max_modes=max_modes,
-            weight_threshold=weight_threshold,
-            fit_rows=fit_rows,
-            fit_seed=fit_seed,
-            eval_seed=eval_seed,
-            monitor=monitor,
-            monitor_mode=monitor_mode,
-            name=name,
-            image_size=image_size,
-            channels=channels,
-        )
+        super().__init__(name=name, **table)
         self.automatic_optimization = False
         self.latent_dim = latent_dim
         self.generator_dims = list(generator_dims)
@@ -363,13 +337,9 @@ class CtganModule(TableModule):
         )
         self.loss = LOSSES[self.settings["loss"]]()
         self.gp_weight = float(self.settings["gp_weight"])
-        alpha = torch.tensor([s.start for s in transformer.alpha_spans], dtype=torch.long)
-        index, valid = transformer.span_table(transformer.softmax_spans)
+        self.register_span_buffers()
         cat_index, cat_valid = transformer.span_table(transformer.category_spans)
-        self.register_buffer("alpha_index", alpha, persistent=False)
-        self.register_buffer("span_index", index, persistent=False)
-        self.register_buffer("span_valid", valid, persistent=False)
-        self.register_buffer("span_flat", index[valid], persistent=False)
+        self.register_buffer("span_flat", self.span_index[self.span_valid], persistent=False)
         self.register_buffer("category_index", cat_index, persistent=False)
         self.register_buffer("category_valid", cat_valid, persistent=False)
         self.to(device)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,9 +29,8 @@ from torchmetrics import MeanMetric
 
 from src.models.base import OptimizerFactory, SchedulerFactory
 from src.models.tabular.base import TableModule
-from src.models.tabular.transformer import ContinuousEncoding
 from src.models.vae import gaussian_kl
-from src.utils.types import NonNegativeInt, PositiveFloat, PositiveInt
+from src.utils.types import PositiveFloat, PositiveInt
 
 EVAL_SCORES = ("loss", "recon", "kl")
 SIGMA_RANGE = (0.01, 1.0)
@@ -88,7 +87,7 @@ class TvaeDecoder(nn.Module):
 
 
 class TvaeModule(TableModule):
-    """TVAE (see module docstring). Args beyond :class:`TableModule`'s:
+    """TVAE (see module docstring). Args beyond :class:`TableModule`'s (``**table`` passes those on):
 
     latent_dim, encoder_dims, decoder_dims: the networks (published: 128, (128, 128), (128, 128)).
     loss_factor: weight of the reconstruction against the KL term (published: 2).
@@ -101,41 +100,16 @@ class TvaeModule(TableModule):
     def __init__(
         self,
         *,
-        point_dim: PositiveInt | None = None,
-        num_classes: NonNegativeInt = 0,
         latent_dim: PositiveInt = 128,
         encoder_dims: tuple[PositiveInt, ...] = (128, 128),
         decoder_dims: tuple[PositiveInt, ...] = (128, 128),
         loss_factor: PositiveFloat = 2.0,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        continuous: ContinuousEncoding | None = None,
-        max_modes: PositiveInt = 10,
-        weight_threshold: float = 0.005,
-        fit_rows: PositiveInt = 20_000,
-        fit_seed: int | None = 0,
-        eval_seed: int = 0,
-        monitor: str | None = "auto",
-        monitor_mode: Literal["min", "max"] | None = None,
         name: str = "tvae",
-        image_size: int | None = None,
-        channels: int | None = None,
+        **table: Any,
     ) -> None:
-        super().__init__(
-            point_dim=point_dim,
-            num_classes=num_classes,
-            continuous=continuous,
-            max_modes=max_modes,
-            weight_threshold=weight_threshold,
-            fit_rows=fit_rows,
-            fit_seed=fit_seed,
-            eval_seed=eval_seed,
-            monitor=monitor,
-            monitor_mode=monitor_mode,
-            name=name,
-            image_size=image_size,
-            channels=channels,
-        )
+        super().__init__(name=name, **table)
         self.latent_dim = latent_dim
         self.encoder_dims = list(encoder_dims)
         self.decoder_dims = list(decoder_dims)
@@ -157,12 +131,7 @@ class TvaeModule(TableModule):
         dim = self.transformer.output_dim
         self.encoder = TvaeEncoder(dim, self.encoder_dims, self.latent_dim)
         self.decoder = TvaeDecoder(self.latent_dim, self.decoder_dims, dim, len(self.transformer.alpha_spans))
-        alpha = torch.tensor([s.start for s in self.transformer.alpha_spans], dtype=torch.long)
-        index, valid = self.transformer.span_table(self.transformer.softmax_spans)
-        # Constants of the loss and of sampling; not weights (rebuilt from the transformer).
-        self.register_buffer("alpha_index", alpha, persistent=False)
-        self.register_buffer("span_index", index, persistent=False)
-        self.register_buffer("span_valid", valid, persistent=False)
+        self.register_span_buffers()
         self.to(self.device)
 
     # ------------------------------------------------------------------ objective
