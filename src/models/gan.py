@@ -45,15 +45,15 @@ Gradient clipping
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from lightning.pytorch.core.optimizer import LightningOptimizer, do_nothing_closure
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from src.models.adversarial import AdversarialTraining, exponential_moving_average
+from src.models.adversarial import discriminator_accuracy as discriminator_accuracy  # re-exported
 from src.models.augment import AdaptiveAugment, AugmentKind, build_augment
 from src.models.base import GenerativeModule, OptimizerFactory, SchedulerFactory
 from src.models.losses import GanLoss, GradientPenalty, R1Penalty
@@ -63,7 +63,7 @@ from src.utils.errors import UserError
 from src.utils.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 
-class GanModule(GenerativeModule):
+class GanModule(AdversarialTraining, GenerativeModule):
     """GAN with pluggable loss, penalties, networks and generator EMA (see module docstring).
 
     Training logs ``loss/d`` (the discriminator's whole objective, penalties included),
@@ -72,20 +72,11 @@ class GanModule(GenerativeModule):
     it also logs the augmentation probability, ``train/ada_p``. Evaluation steps log ``<stage>/d_real`` and ``<stage>/d_fake``, the mean critic output on
     held-out real data and on generated samples, ``<stage>/d_margin``, their difference, and
     ``<stage>/d_acc``, the share of (real, generated) pairs the discriminator ranks the right way
-    round (:func:`discriminator_accuracy`); sample-quality scores (``val/fid``, ``val/rkl``)
-    come from the ``metrics`` callback.
+    round (:func:`~src.models.adversarial.discriminator_accuracy`); sample-quality scores
+    (``val/fid``, ``val/rkl``) come from the ``metrics`` callback. The update scheme, EMA and
+    clipping are :class:`~src.models.adversarial.AdversarialTraining`'s, which CTGAN shares.
     """
 
-    # DDP. Each backward pass reaches one network only: the discriminator update scores fakes
-    # generated without a graph, the generator update freezes the discriminator (toggled
-    # optimizer). DDP's reducer with find_unused_parameters=False waits for a gradient of every
-    # parameter and fails ("parameters that were not used in producing the loss"). Making every
-    # parameter receive a gradient instead would cost a full backward pass through the generator
-    # in every critic update (n_critic of them per generator update) plus the discriminator's
-    # weight gradients in every generator update, all thrown away. The unused-parameter search
-    # costs one traversal of the autograd graph per backward pass, so GANs declare that they
-    # need it and `Hardware.prepare_model` switches it on for them only (VAEs keep False).
-    needs_unused_parameter_search = True
     membership_attack = "discriminator"
     # `monitor: auto`: sample quality when the metrics score images, the mode statistics on toy
     # 2-D data, and with `metrics=none` the discriminator's held-out accuracy.
@@ -213,11 +204,6 @@ class GanModule(GenerativeModule):
 
     # ------------------------------------------------------------------ sampling
     @property
-    def sampling_generator(self) -> nn.Module:
-        """The generator behind ``sample``: the EMA average when enabled."""
-        return self.generator_ema.module if self.generator_ema is not None else self.generator
-
-    @property
     def uses_ema(self) -> bool:
         return self.generator_ema is not None
 
@@ -307,8 +293,7 @@ class GanModule(GenerativeModule):
         labels = labels if self.num_classes else None
         optimizer_g, optimizer_d = self.optimizers()
         logs = self._discriminator_update(optimizer_d, real, labels)
-        # total_batch_idx counts the real batches of the whole fit and is restored on resume.
-        if (self.trainer.fit_loop.epoch_loop.total_batch_idx + 1) % self.n_critic == 0:
+        if self._generator_due():
             logs.update(self._generator_update(optimizer_g, len(real)))
         scalars: dict[str, Tensor | float] = dict(logs)
         if isinstance(self.augmenter, AdaptiveAugment):
@@ -357,10 +342,7 @@ class GanModule(GenerativeModule):
             term = penalty(lambda x: self.discriminator(x, labels), real, fake, self.noise_generator)
             logs[f"loss/{penalty.name}"] = term
             loss = loss + term
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        self._clip(optimizer)
-        step_without_counting(optimizer)
+        self._discriminator_step(optimizer, loss)
         self._adapt(real_out, fake_out)
         logs["loss/d"] = loss
         return {key: value.detach() for key, value in logs.items()}
@@ -383,48 +365,15 @@ class GanModule(GenerativeModule):
         # DiffAugment draws each row's transform on its own: no row depends on another.
         out = self.discriminator(self._augment(torch.cat([real, fake.to(real.dtype)])), both_labels)
         real_terms, fake_terms = self.loss.discriminator_terms(out[: len(real)], out[len(real) :])
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(real_terms.sum() + fake_terms.sum())
-        step_without_counting(optimizer)
-        # Logged as the usual mean objective (the estimate a non-private run logs).
-        loss_d = fake_terms.mean() + (real_terms.mean() if len(real) else 0.0)
-        return {"loss/d": loss_d.detach()}
+        return self._private_discriminator_step(optimizer, real_terms, fake_terms)
 
     def _generator_update(self, optimizer: LightningOptimizer, n: int) -> dict[str, Tensor]:
-        # Toggling freezes the discriminator: the backward pass computes no gradients for its weights
-        # (nor, under privacy=dp, per-example ones: the generator's update is not a private step).
-        paused = self.privacy_engine.paused() if self.private_training else contextlib.nullcontext()
-        with self.toggled_optimizer(optimizer), paused:
+        def loss() -> Tensor:
             labels = self.sample_labels(n, self.noise_generator)
             fake = self.generator(self.sample_latents(n, self.noise_generator), labels)
-            loss = self.loss.generator(self.discriminator(self._augment(fake), labels))
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            self._clip(optimizer)
-            optimizer.step()
-        for scheduler in self._schedulers():
-            scheduler.step()
-        self._update_ema()
-        return {"loss/g": loss.detach()}
+            return self.loss.generator(self.discriminator(self._augment(fake), labels))
 
-    def _clip(self, optimizer: LightningOptimizer) -> None:
-        if self.gradient_clip_val:
-            self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
-
-    def _schedulers(self) -> list[Any]:
-        schedulers = self.lr_schedulers()
-        if schedulers is None:
-            return []
-        return schedulers if isinstance(schedulers, list) else [schedulers]
-
-    def _update_ema(self) -> None:
-        if self.generator_ema is None:
-            return
-        if self.global_step < self.ema_start:
-            # Restarting the average makes the next update a plain copy: before `ema_start` the
-            # average follows the generator, so sampling never sees stale initial weights.
-            self.generator_ema.n_averaged.zero_()
-        self.generator_ema.update_parameters(self.generator)
+        return self._generator_step(optimizer, loss)
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, stage: str, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -435,29 +384,13 @@ class GanModule(GenerativeModule):
         fake = self._generate(len(real), labels, generator)
         real_out = self.discriminator(real, labels).float()
         fake_out = self.discriminator(fake, labels).float()
-        self.log(f"{stage}/d_real", real_out.mean(), sync_dist=True)
-        self.log(f"{stage}/d_fake", fake_out.mean(), sync_dist=True)
-        self.log(f"{stage}/d_margin", real_out.mean() - fake_out.mean(), sync_dist=True)
-        self.log(f"{stage}/d_acc", discriminator_accuracy(real_out, fake_out), sync_dist=True)
-
-    def validation_scores(self) -> list[str]:
-        return ["d_real", "d_fake", "d_margin", "d_acc"]
+        self._log_critic_scores(stage, real_out, fake_out)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("val", batch, batch_idx)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("test", batch, batch_idx)
-
-    def configure_optimizers(self) -> list[dict[str, Any]]:
-        # Order matters: `self.optimizers()` unpacks (generator, discriminator).
-        configs = [
-            self._make_optimizer(self.optimizer_g, self.generator.parameters(), self.scheduler_g),
-            self._make_optimizer(
-                self.optimizer_d, self.discriminator.parameters(), self.scheduler_d, private=True
-            ),
-        ]
-        return [config if isinstance(config, dict) else {"optimizer": config} for config in configs]
 
     # ------------------------------------------------------------------ privacy and membership
     def private_networks(self) -> dict[str, nn.Module]:
@@ -470,9 +403,6 @@ class GanModule(GenerativeModule):
             )
         return {"discriminator": self.discriminator}
 
-    def private_updates_per_step(self) -> int:
-        return self.n_critic
-
     def private_part(self) -> str:
         return (
             "the discriminator, trained with DP-SGD; the generator sees data only through it "
@@ -484,44 +414,3 @@ class GanModule(GenerativeModule):
         """The discriminator's logit (LOGAN, Hayes et al. 2019): an overfit critic scores its
         training images as more real than unseen ones."""
         return self.discriminator(x, y if self.num_classes else None).float()
-
-
-def discriminator_accuracy(real_out: Tensor, fake_out: Tensor) -> Tensor:
-    """Share of (held-out real, generated) pairs the critic ranks the right way round: the ROC AUC
-    of its outputs as a real-vs-generated classifier, ``P(D(real) > D(fake))`` with ties counted half.
-
-    A ranking, not a cut at a fixed output: only the non-saturating loss gives an output a meaning
-    on its own (logit 0). A hinge or Wasserstein critic can drift as a whole, and a cut at 0 read
-    real -2.40 and fake -4.73 as 0.5, "fooled", for a critic that tells every pair apart. Nor is a
-    threshold fitted on the scored batch (optimistic on small batches). 0.5: the critic cannot tell
-    them apart; 1: every real image above every sample; below 0.5: it prefers the samples. Per
-    evaluation batch (O(n log n)); the logged value is its mean over batches.
-    """
-    real, fake = real_out.detach().flatten().float(), fake_out.detach().flatten().float()
-    ordered = fake.sort().values
-    below = torch.searchsorted(ordered, real, right=False)  # fakes strictly under each real output
-    not_above = torch.searchsorted(ordered, real, right=True)  # ... plus the ties
-    return (below + not_above).double().sum().float() / (2 * len(real) * len(fake))
-
-
-def exponential_moving_average(module: nn.Module, decay: float) -> AveragedModel:
-    """A frozen EMA copy of ``module`` (parameters and buffers) that DDP does not synchronise."""
-    average = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-    return average.requires_grad_(False)
-
-
-def step_without_counting(optimizer: LightningOptimizer) -> None:
-    """``optimizer.step()`` that does not advance ``trainer.global_step``.
-
-    In manual optimization Lightning counts every ``LightningOptimizer.step`` as a global step,
-    through the ``_on_before_step``/``_on_after_step`` hooks its loop installs for the training
-    step. Discriminator updates are not steps here (global_step = generator updates), so they
-    run with those hooks switched off. ``tests/test_gan.py`` checks the count, so a change in
-    Lightning's mechanism shows up as a failing test rather than a silently different schedule.
-    """
-    hooks = optimizer._on_before_step, optimizer._on_after_step
-    optimizer._on_before_step = optimizer._on_after_step = do_nothing_closure
-    try:
-        optimizer.step()
-    finally:
-        optimizer._on_before_step, optimizer._on_after_step = hooks

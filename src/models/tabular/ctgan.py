@@ -19,7 +19,8 @@ As published:
 
 One training step is one discriminator update (every ``n_critic``-th step also a generator
 update), on as many rows as the loader's batch (rounded down to a multiple of ``pac``);
-``trainer.global_step`` counts generator updates, as for the GANs (:mod:`src.models.gan`).
+``trainer.global_step`` counts generator updates, as for the GANs (:mod:`src.models.gan`), whose update
+scheme it shares (:class:`src.models.adversarial.AdversarialTraining`).
 
 Rows of given classes: the conditional vector asks for the class on the target column; rows whose
 generated target disagrees are drawn again (:meth:`TableModule.generate_labelled_rows`).
@@ -37,7 +38,6 @@ batch, the generator is unconditional, and rows of given classes come from rejec
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any, Literal
 
@@ -46,8 +46,8 @@ import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
+from src.models.adversarial import AdversarialTraining, exponential_moving_average
 from src.models.base import OptimizerFactory, SchedulerFactory
-from src.models.gan import discriminator_accuracy, exponential_moving_average, step_without_counting
 from src.models.losses import GanLoss, NonSaturatingLoss, WassersteinLoss
 from src.models.tabular.base import TableModule
 from src.utils.errors import UserError
@@ -186,7 +186,7 @@ class RowsByCategory:
 
 
 # ---------------------------------------------------------------------- the module
-class CtganModule(TableModule):
+class CtganModule(AdversarialTraining, TableModule):
     """CTGAN (see module docstring). Args beyond :class:`TableModule`'s (``**table`` passes those on):
 
     latent_dim, generator_dims, discriminator_dims: published 128, (256, 256), (256, 256).
@@ -200,7 +200,6 @@ class CtganModule(TableModule):
     ema, ema_decay: sample from a moving average of the generator (off as published).
     """
 
-    needs_unused_parameter_search = True  # each backward pass reaches one network (see src/models/gan.py)
     membership_attack = "discriminator"
     monitor_candidates = ("val/quality", "val/d_acc")
 
@@ -345,11 +344,6 @@ class CtganModule(TableModule):
         self.to(device)
 
     @property
-    def sampling_generator(self) -> nn.Module:
-        assert self.generator is not None
-        return self.generator_ema.module if self.generator_ema is not None else self.generator
-
-    @property
     def uses_ema(self) -> bool:  # type: ignore[override]
         return self.ema_decay is not None
 
@@ -399,7 +393,7 @@ class CtganModule(TableModule):
         else:
             n = max(self.pac, len(rows) // self.pac * self.pac)
             logs = self._discriminator_update(optimizer_d, rows, n)
-        if (self.trainer.fit_loop.epoch_loop.total_batch_idx + 1) % self.n_critic == 0:
+        if self._generator_due():
             logs.update(self._generator_update(optimizer_g, n))
         self.log_step_scalars(logs, batch_idx, prog_bar=("loss/d", "loss/g"))
         return logs
@@ -434,10 +428,7 @@ class CtganModule(TableModule):
             penalty = self.gp_weight * self._gradient_penalty(real, fake, gen)
             logs["loss/gp"] = penalty
             loss = loss + penalty
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        self._clip(optimizer)
-        step_without_counting(optimizer)
+        self._discriminator_step(optimizer, loss)
         logs["loss/d"] = loss
         return {k: v.detach() for k, v in logs.items()}
 
@@ -465,55 +456,22 @@ class CtganModule(TableModule):
         real_terms, fake_terms = self.loss.discriminator_terms(
             out[: len(rows)].float(), out[len(rows) :].float()
         )
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(real_terms.sum() + fake_terms.sum())
-        step_without_counting(optimizer)
-        loss_d = fake_terms.mean() + (real_terms.mean() if len(rows) else 0.0)
-        return {"loss/d": loss_d.detach()}
+        return self._private_discriminator_step(optimizer, real_terms, fake_terms)
 
     def _generator_update(self, optimizer: LightningOptimizer, n: int) -> dict[str, Tensor]:
         assert self.discriminator is not None
         gen = self.noise_generator
-        paused = self.privacy_engine.paused() if self.private_training else contextlib.nullcontext()
-        with self.toggled_optimizer(optimizer), paused:
+
+        def loss() -> Tensor:
             if self.conditions is not None:
                 cond, column, code = self.conditions.sample_train(n, gen)
                 out, fake = self._fake(n, cond, gen)
                 adversarial = self.loss.generator(self.discriminator(torch.cat([fake, cond], dim=1)).float())
-                loss = adversarial + self.condition_loss(out, column, code)
-            else:
-                _, fake = self._fake(n, None, gen)
-                loss = self.loss.generator(self.discriminator(fake).float())
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            self._clip(optimizer)
-            optimizer.step()
-        for scheduler in self._schedulers():
-            scheduler.step()
-        if self.generator_ema is not None:
-            self.generator_ema.update_parameters(self.generator)
-        return {"loss/g": loss.detach()}
+                return adversarial + self.condition_loss(out, column, code)
+            _, fake = self._fake(n, None, gen)
+            return self.loss.generator(self.discriminator(fake).float())
 
-    def _clip(self, optimizer: LightningOptimizer) -> None:
-        if self.gradient_clip_val:
-            self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
-
-    def _schedulers(self) -> list[Any]:
-        schedulers = self.lr_schedulers()
-        if schedulers is None:
-            return []
-        return schedulers if isinstance(schedulers, list) else [schedulers]
-
-    def configure_optimizers(self) -> list[dict[str, Any]]:
-        assert self.generator is not None and self.discriminator is not None
-        # Order matters: `self.optimizers()` unpacks (generator, discriminator).
-        configs = [
-            self._make_optimizer(self.optimizer_g, self.generator.parameters(), self.scheduler_g),
-            self._make_optimizer(
-                self.optimizer_d, self.discriminator.parameters(), self.scheduler_d, private=True
-            ),
-        ]
-        return [c if isinstance(c, dict) else {"optimizer": c} for c in configs]
+        return self._generator_step(optimizer, loss)
 
     # ------------------------------------------------------------------ evaluation
     def _row_conditions(self, rows: Tensor, generator: torch.Generator | None) -> Tensor | None:
@@ -544,13 +502,7 @@ class CtganModule(TableModule):
         if cond is not None:
             real, fake = torch.cat([real, cond], 1), torch.cat([fake, cond], 1)
         real_out, fake_out = self.discriminator(real).float(), self.discriminator(fake).float()
-        self.log(f"{stage}/d_real", real_out.mean(), sync_dist=True)
-        self.log(f"{stage}/d_fake", fake_out.mean(), sync_dist=True)
-        self.log(f"{stage}/d_margin", real_out.mean() - fake_out.mean(), sync_dist=True)
-        self.log(f"{stage}/d_acc", discriminator_accuracy(real_out, fake_out), sync_dist=True)
-
-    def validation_scores(self) -> list[str]:
-        return ["d_real", "d_fake", "d_margin", "d_acc"]
+        self._log_critic_scores(stage, real_out, fake_out)
 
     # ------------------------------------------------------------------ sampling
     def generate_rows(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
@@ -576,9 +528,6 @@ class CtganModule(TableModule):
         self._require_built()
         assert self.discriminator is not None
         return {"discriminator": self.discriminator}
-
-    def private_updates_per_step(self) -> int:
-        return self.n_critic
 
     def private_part(self) -> str:
         return (
