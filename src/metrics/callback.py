@@ -26,7 +26,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
@@ -40,6 +39,7 @@ from src.metrics.inception import load_inception, locate_inception_weights
 from src.metrics.membership import membership_audit, model_white_box
 from src.metrics.modes import HQ_SIGMAS, mode_statistics
 from src.metrics.modes import PROTOCOL as MODES_PROTOCOL
+from src.metrics.score_callback import ScoreCallback
 from src.metrics.scoring import ScoreOptions, Scorer, chunk_sizes, default_n_fake, sample_chunk
 from src.metrics.wasserstein import exact_wasserstein
 from src.utils.errors import UserError
@@ -57,7 +57,7 @@ MODE_SCORES = ("modes", "hq_frac", "rkl")
 POINT_DISTANCES = ("w1", "w2")
 
 
-class SampleQuality(pl.Callback):
+class SampleQuality(ScoreCallback):
     """Sample-quality scores with their protocol (base of :class:`DomainMetrics` and :class:`InceptionMetrics`).
 
     Args:
@@ -121,14 +121,12 @@ class SampleQuality(pl.Callback):
         detection_classifier: DetectionClassifier = "logistic",
         confidence_threshold: Fraction = 0.9,
     ) -> None:
-        super().__init__()
+        super().__init__(every_n_epochs)
         self.audit = audit
         self.audit_n = audit_n
         self.audit_n_synthetic = audit_n_synthetic
         self.cache_dir = cache_dir
-        self.every_n_epochs = every_n_epochs
         self.n_fake = {"val": n_fake_val, "test": n_fake_test}
-        self._warned: set[str] = set()
         self.n_points = n_points
         self.chunk_size = chunk_size
         self.batch_size = batch_size
@@ -162,8 +160,6 @@ class SampleQuality(pl.Callback):
                 )
         self.extractor: Any = None
         self.scorer: Scorer | None = None
-        self.protocol: dict[str, dict[str, Any]] = {}
-        self._logged_protocol: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ extractor
     def _load_extractor(self, datamodule: GenerativeDataModule, device: torch.device) -> Any:
@@ -199,13 +195,9 @@ class SampleQuality(pl.Callback):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        datamodule = getattr(trainer, "datamodule", None)
-        if not isinstance(datamodule, GenerativeDataModule):
-            raise UserError(
-                "the metrics callback needs a GenerativeDataModule: pass datamodule= to fit/test."
-            )
+        datamodule = self._datamodule(trainer)
         if stage == "fit":
-            self._check_checkpoint_monitor(trainer, datamodule)
+            self._check_monitors(trainer, datamodule)
         if datamodule.kind == "points":
             self.prepare(datamodule)
             return
@@ -224,11 +216,6 @@ class SampleQuality(pl.Callback):
             x = datamodule.split("train")[0]
             probe = self.scorer.features(torch.zeros(2, *x.shape[1:], dtype=torch.uint8, device=device))
             self._feature_dim, self._width = probe.features.shape[1], probe.rows().shape[1]
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.evaluate(trainer, pl_module, "val")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.evaluate(trainer, pl_module, "test")
@@ -254,12 +241,7 @@ class SampleQuality(pl.Callback):
                 white_box=model_white_box(pl_module),
                 synthetic=synthetic,
             )
-        scores, protocol = trainer.strategy.broadcast(result, src=0)
-        for name, value in scores.items():
-            pl_module.log(name, value, on_epoch=True, sync_dist=True, reduce_fx="max")
-        self.protocol["audit"] = protocol
-        self._log_protocol(trainer, "audit", protocol)
-        return scores
+        return self._publish(trainer, pl_module, result, "audit")
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> dict[str, float]:
@@ -279,14 +261,7 @@ class SampleQuality(pl.Callback):
                 if points
                 else self._score_images(rows, images, datamodule, stage, n)
             )
-        # Every rank takes part in the broadcast; only rank 0 has something to send.
-        scores, protocol = trainer.strategy.broadcast(result, src=0)
-        for name, value in scores.items():
-            # Identical on every rank already; a "max" sync keeps them exact (a mean could round).
-            pl_module.log(f"{stage}/{name}", value, on_epoch=True, sync_dist=True, reduce_fx="max")
-        self.protocol[stage] = protocol
-        self._log_protocol(trainer, stage, protocol)
-        return scores
+        return self._publish(trainer, pl_module, result, stage, prefix=f"{stage}/")
 
     def _draw_and_gather(
         self, trainer: pl.Trainer, pl_module: Any, sizes: list[int], points: bool, keep_images: bool = False
@@ -334,10 +309,7 @@ class SampleQuality(pl.Callback):
             if self.n_fake[stage]
             else f"as many as the real split, at most {N_FAKE_CAP[stage]}"
         )
-        for warning in protocol["warnings"]:
-            if warning not in self._warned:  # once per run, not at every validation
-                self._warned.add(warning)
-                log.warning(f"{stage} scores: {warning}")
+        self._warn_once(log, stage, protocol["warnings"])
         return scores, protocol
 
     def fake_count(self, stage: str, n_real: int) -> int:
@@ -383,47 +355,6 @@ class SampleQuality(pl.Callback):
         if datamodule.kind == "points":
             return [*MODE_SCORES, *POINT_DISTANCES]
         return Scorer.names(self.options, getattr(datamodule, "image_size", None))
-
-    def _check_checkpoint_monitor(self, trainer: pl.Trainer, datamodule: GenerativeDataModule) -> None:
-        """A checkpoint monitoring one of these scores must look only at epochs that have it."""
-        if self.every_n_epochs == 1:
-            return
-        names = self.score_names(datamodule)
-        for checkpoint in trainer.checkpoint_callbacks:
-            monitor = getattr(checkpoint, "monitor", None)
-            every = getattr(checkpoint, "_every_n_epochs", 1)
-            if monitor in {f"val/{name}" for name in names} and every % self.every_n_epochs:
-                raise UserError(
-                    f"the checkpoint monitor {monitor} is scored every metrics.every_n_epochs={self.every_n_epochs} "
-                    f"epochs, but checkpoints are considered every {every}: set "
-                    f"callbacks.model_checkpoint.every_n_epochs={self.every_n_epochs}."
-                )
-        for callback in trainer.callbacks:
-            monitor = getattr(callback, "monitor", None)
-            if isinstance(callback, EarlyStopping) and monitor in {f"val/{name}" for name in names}:
-                # Lightning's EarlyStopping checks after every validation and fails where the score is missing.
-                raise UserError(
-                    f"early stopping on {monitor} needs it at every validation, but it is scored every "
-                    f"metrics.every_n_epochs={self.every_n_epochs} epochs: set metrics.every_n_epochs=1 "
-                    "(or trainer.check_val_every_n_epoch to space validations instead)."
-                )
-
-    def _log_protocol(self, trainer: pl.Trainer, stage: str, protocol: dict[str, Any]) -> None:
-        """Sends the protocol to the loggers once per stage (loggers write on rank 0 only)."""
-        if self._logged_protocol.get(stage) == protocol:
-            return
-        self._logged_protocol[stage] = protocol
-        flat = {
-            f"protocol/{stage}/{k}": (v if isinstance(v, int | float | str) else str(v))
-            for k, v in protocol.items()
-        }
-        for logger in trainer.loggers:
-            logger.log_hyperparams(flat)
-            # TensorBoard keeps hyperparameters only beside a metric (none here): the protocol goes
-            # in as text, one entry per stage.
-            if type(logger).__name__ == "TensorBoardLogger":
-                text = "\n".join(f"    {k}: {v}" for k, v in flat.items())
-                logger.experiment.add_text(f"protocol/{stage}", text, global_step=trainer.global_step)
 
 
 class DomainMetrics(SampleQuality):

@@ -45,6 +45,8 @@ from src.metrics.robust import (
 from src.metrics.verdict import (
     COPY_RATIO,
     OUTSIDE_QUANTILE,
+    RULES,
+    Rule,
     class_tv,
     copy_share,
     judge,
@@ -78,6 +80,26 @@ MIN_REAL_FOR_KNN = 200  # real images of the scored split
 OUTLIER_SHARE_LIMIT = 0.5  # share of precision carried by the top 1 % largest k-NN balls
 # The held-out real split scored as a stand-in generator against each scored split (the reference).
 REFERENCE_SPLIT = {"test": "val", "val": "test"}
+
+
+def add_reference(
+    protocol: dict[str, Any],
+    scores: dict[str, float],
+    reference: tuple[dict[str, float], dict[str, Any]],
+    rules: tuple[Rule, ...] = RULES,
+    unit: str = "images",
+) -> None:
+    """Adds to a stage's ``protocol`` the real-vs-real ``reference`` (its scores and how it was drawn:
+    ``reference/real/<score>``, ``None`` where not finite, and ``reference``), the verdict of
+    ``scores`` against it under ``rules``, and a warning per failed check (``unit``: what the held-out
+    real items are, ``images`` or ``rows``)."""
+    values, about = reference
+    protocol["reference"] = about
+    protocol.update(
+        {f"reference/real/{name}": value if math.isfinite(value) else None for name, value in values.items()}
+    )
+    protocol["verdict"] = judge(scores, values, rules)
+    protocol["warnings"] += verdict_warnings(protocol["verdict"], unit=unit)
 
 
 def default_n_fake(n_real: int, cap: int) -> int:
@@ -387,16 +409,7 @@ class Scorer:
             protocol["copy_ratio"] = COPY_RATIO
         protocol["warnings"] = self.warnings(split, n_real, scores or {})
         if scores:
-            reference, about = self.reference(datamodule, split, n_fake)
-            protocol["reference"] = about
-            protocol.update(
-                {
-                    f"reference/real/{name}": value if math.isfinite(value) else None
-                    for name, value in reference.items()
-                }
-            )
-            protocol["verdict"] = judge(scores, reference)
-            protocol["warnings"] += verdict_warnings(protocol["verdict"])
+            add_reference(protocol, scores, self.reference(datamodule, split, n_fake))
         return protocol
 
     def reference(

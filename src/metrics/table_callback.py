@@ -25,12 +25,12 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
 from torch import Tensor
 
 from src.data.base import GenerativeDataModule
 from src.metrics.membership import FPR_LEVELS, roc_summary, unmeasured_levels
-from src.metrics.scoring import REFERENCE_SPLIT, chunk_sizes, sample_chunk
+from src.metrics.score_callback import ScoreCallback
+from src.metrics.scoring import REFERENCE_SPLIT, add_reference, chunk_sizes, sample_chunk
 from src.metrics.tabular import (
     KS_DECIMALS,
     PAIR_BINS,
@@ -42,7 +42,7 @@ from src.metrics.tabular import (
     score_table,
     table_score_names,
 )
-from src.metrics.verdict import TABLE_RULES, judge, verdict_warnings
+from src.metrics.verdict import TABLE_RULES
 from src.utils.errors import UserError
 from src.utils.logging import get_logger
 from src.utils.tables import TableSchema
@@ -200,16 +200,9 @@ class TableScorer:
             }
         protocol["warnings"] = self.warnings(split, len(real))
         if scores:
-            reference, about = self.reference(datamodule, split, n_fake)
-            protocol["reference"] = about
-            protocol.update(
-                {
-                    f"reference/real/{name}": value if math.isfinite(value) else None
-                    for name, value in reference.items()
-                }
+            add_reference(
+                protocol, scores, self.reference(datamodule, split, n_fake), TABLE_RULES, unit="rows"
             )
-            protocol["verdict"] = judge(scores, reference, TABLE_RULES)
-            protocol["warnings"] += verdict_warnings(protocol["verdict"], unit="rows")
         return protocol
 
     def warnings(self, split: str, n_real: int) -> list[str]:
@@ -235,7 +228,7 @@ def schema_of(datamodule: Any) -> TableSchema:
     return schema
 
 
-class TableMetrics(pl.Callback):
+class TableMetrics(ScoreCallback):
     """Table scores with their protocol, real-vs-real reference and verdict (``metrics=table``).
 
     Args:
@@ -271,12 +264,11 @@ class TableMetrics(pl.Callback):
         audit: bool = False,
         audit_n: PositiveInt = 500,
     ) -> None:
-        super().__init__()
+        super().__init__(every_n_epochs)
         if detection_folds < 2:
             raise UserError(
                 f"metrics.detection_folds={detection_folds}: cross-validation needs at least 2 folds."
             )
-        self.every_n_epochs = every_n_epochs
         self.n_fake = {"val": n_fake_val, "test": n_fake_test}
         self.chunk_size = chunk_size
         self.audit = audit
@@ -292,9 +284,6 @@ class TableMetrics(pl.Callback):
             seed=seed,
         )
         self.scorer = TableScorer(self.options)
-        self.protocol: dict[str, dict[str, Any]] = {}
-        self._logged_protocol: dict[str, dict[str, Any]] = {}
-        self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ checks before the run
     def prepare(self, datamodule: GenerativeDataModule, device: torch.device | str | None = None) -> None:
@@ -320,29 +309,16 @@ class TableMetrics(pl.Callback):
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        datamodule = getattr(trainer, "datamodule", None)
-        if not isinstance(datamodule, GenerativeDataModule):
-            raise UserError(
-                "the metrics callback needs a GenerativeDataModule: pass datamodule= to fit/test."
-            )
+        datamodule = self._datamodule(trainer)
         schema_of(datamodule)
         if stage == "fit":
             self._check_monitors(trainer, datamodule)
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.evaluate(trainer, pl_module, "val")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         rows = self.evaluate(trainer, pl_module, "test", keep_rows=self.audit)
         if self.audit:
             result = self.audit_frame(rows, trainer.datamodule) if trainer.global_rank == 0 else None
-            scores, protocol = trainer.strategy.broadcast(result, src=0)
-            for name, value in scores.items():
-                pl_module.log(name, value, on_epoch=True, sync_dist=True, reduce_fx="max")
-            self.protocol["audit"] = protocol
-            self._log_protocol(trainer, "audit", protocol)
+            self._publish(trainer, pl_module, result, "audit")
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, trainer: pl.Trainer, pl_module: Any, stage: str, keep_rows: bool = False) -> Any:
@@ -357,13 +333,7 @@ class TableMetrics(pl.Callback):
         if trainer.global_rank == 0:
             frame = schema.decode(raw.double().numpy())
             result = self._score(frame, datamodule, stage)
-        # Every rank takes part in the broadcast; only rank 0 has something to send.
-        scores, protocol = trainer.strategy.broadcast(result, src=0)
-        for name, value in scores.items():
-            # Identical on every rank already; a "max" sync keeps them exact (a mean could round).
-            pl_module.log(f"{stage}/{name}", value, on_epoch=True, sync_dist=True, reduce_fx="max")
-        self.protocol[stage] = protocol
-        self._log_protocol(trainer, stage, protocol)
+        scores = self._publish(trainer, pl_module, result, stage, prefix=f"{stage}/")
         return frame if keep_rows else scores
 
     def _score(
@@ -381,10 +351,7 @@ class TableMetrics(pl.Callback):
         protocol["n_fake_rule"] = (
             f"metrics.n_fake_{stage}" if self.n_fake[stage] else "as many as the real split"
         )
-        for warning in protocol["warnings"]:
-            if warning not in self._warned:  # once per run, not at every validation
-                self._warned.add(warning)
-                log.warning(f"{stage} scores: {warning}")
+        self._warn_once(log, stage, protocol["warnings"])
         return scores, protocol
 
     def _draw_and_gather(self, trainer: pl.Trainer, pl_module: Any, sizes: list[int], width: int) -> Tensor:
@@ -466,43 +433,3 @@ class TableMetrics(pl.Callback):
             "reference": "GAN-Leaks full black-box (Chen et al. 2020) on the Gower distance; Carlini et al. 2022 (TPR at low FPR)",
         }
         return scores, protocol
-
-    # ------------------------------------------------------------------ checks and records
-    def _check_monitors(self, trainer: pl.Trainer, datamodule: GenerativeDataModule) -> None:
-        """A checkpoint or early stopping on one of these scores must look only at epochs that have it."""
-        if self.every_n_epochs == 1:
-            return
-        names = {f"val/{name}" for name in self.score_names(datamodule)}
-        for checkpoint in trainer.checkpoint_callbacks:
-            monitor = getattr(checkpoint, "monitor", None)
-            every = getattr(checkpoint, "_every_n_epochs", 1)
-            if monitor in names and every % self.every_n_epochs:
-                raise UserError(
-                    f"the checkpoint monitor {monitor} is scored every metrics.every_n_epochs={self.every_n_epochs} "
-                    f"epochs, but checkpoints are considered every {every}: set "
-                    f"callbacks.model_checkpoint.every_n_epochs={self.every_n_epochs}."
-                )
-        for callback in trainer.callbacks:
-            if isinstance(callback, EarlyStopping) and callback.monitor in names:
-                raise UserError(
-                    f"early stopping on {callback.monitor} needs it at every validation, but it is scored every "
-                    f"metrics.every_n_epochs={self.every_n_epochs} epochs: set metrics.every_n_epochs=1 "
-                    "(or trainer.check_val_every_n_epoch to space validations instead)."
-                )
-
-    def _log_protocol(self, trainer: pl.Trainer, stage: str, protocol: dict[str, Any]) -> None:
-        """Sends the protocol to the loggers once per stage (loggers write on rank 0 only)."""
-        if self._logged_protocol.get(stage) == protocol:
-            return
-        self._logged_protocol[stage] = protocol
-        flat = {
-            f"protocol/{stage}/{k}": (v if isinstance(v, int | float | str) else str(v))
-            for k, v in protocol.items()
-        }
-        for logger in trainer.loggers:
-            logger.log_hyperparams(flat)
-            # TensorBoard keeps hyperparameters only beside a metric (none here): the protocol goes
-            # in as text, one entry per stage.
-            if type(logger).__name__ == "TensorBoardLogger":
-                text = "\n".join(f"    {k}: {v}" for k, v in flat.items())
-                logger.experiment.add_text(f"protocol/{stage}", text, global_step=trainer.global_step)
