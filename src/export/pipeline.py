@@ -109,7 +109,9 @@ def _export_table_model(
     schema = datamodule.schema
     train = datamodule.split("train")
     gate_classifier = None
-    if schema.target is not None:
+    # Only rows whose classes were asked for (a fill, a label plan) pass the gate.
+    asked = options.fill is not None or options.labels != "balanced"
+    if schema.target is not None and asked:
         classifier = RowClassifier(schema, seed=options.seed).fit(*train)
         gate_classifier = GateClassifier(
             classifier.probabilities,
