@@ -122,6 +122,26 @@ def make_image_folder(
     return root
 
 
+def make_table_csv(path: Path, n: int = 1000) -> Path:
+    """A mixed-type CSV a user might have: numbers (one bimodal, one with gaps), text categories,
+    whole-number counts, and a skewed two-class target ``label`` that depends on the others."""
+    rng = np.random.default_rng(2)
+    age = np.round(rng.normal(45, 12, n), 1)
+    income = np.where(rng.random(n) < 0.5, rng.normal(30, 5, n), rng.normal(80, 10, n)).round(2)
+    income[rng.random(n) < 0.1] = np.nan
+    city = rng.choice(["Leeds", "Oslo", "Porto", "Lyon"], n, p=[0.4, 0.3, 0.2, 0.1])
+    visits = rng.poisson(2, n)
+    label = np.where((income > 60) & (rng.random(n) < 0.6), "yes", "no")
+    lines = ["age,income,city,visits,label"]
+    lines += [
+        f"{a},{'' if np.isnan(i) else i},{c},{v},{y}"
+        for a, i, c, v, y in zip(age, income, city, visits, label)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One data directory with MNIST, Fashion-MNIST and CIFAR-10 in their published formats."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, make_cifar10, make_idx_dataset, make_image_folder
+from tests.conftest import ROOT, make_cifar10, make_idx_dataset, make_image_folder, make_table_csv
 
 README = ROOT / "README.md"
 TIMEOUT = 900
@@ -86,6 +86,16 @@ TRAIN_BUDGET = [
     "callbacks.samples.n=16",
 ]
 VAE_BUDGET = ["model.iwae_samples=2"]
+# Tables (metrics=table): two epochs of every batch (CTGAN then draws each class of a fill), the
+# scores on 100 rows.
+TABLE_BUDGET = [
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "metrics.n_fake_val=100",
+    "metrics.n_fake_test=100",
+]
 
 
 def train_budget(command: str) -> list[str]:
@@ -183,6 +193,47 @@ def _report_written(checkout: Path, output: str) -> None:
     report = json.loads((checkout / "synthetic" / "mnist_cvae.report.json").read_text())
     assert set(report["utility"]["accuracy"]) == {"synthetic", "real", "real+synthetic"}
     assert "CAS 3/3" in output
+
+
+def _table_exported(checkout: Path, output: str) -> None:
+    import pandas as pd
+
+    root = checkout / "synthetic" / "doctor_aus"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["kind"] == "table" and manifest["n"] == 200 and manifest["label_source"] == "model"
+    csv, parquet = pd.read_csv(root / "data.csv"), pd.read_parquet(root / "data.parquet")
+    assert list(csv.columns) == list(parquet.columns) == [c["name"] for c in manifest["columns"]]
+    assert len(csv) == len(parquet) == 200 and set(parquet["insurance"]) <= {
+        "freepor",
+        "freerepa",
+        "levyplus",
+        "medlevy",
+    }
+
+
+def _table_filled(checkout: Path, output: str) -> None:
+    manifest = json.loads((checkout / "filled" / "doctor_aus" / "manifest.json").read_text())
+    counts = [entry["count"] for entry in manifest["classes"]]
+    assert len(set(counts)) == 1 and manifest["fill"]["target"] == "balance", manifest["classes"]
+    assert manifest["sources"]["real"]["n"] > 0 and "gate" in manifest
+
+
+def _table_report_written(name: str, augmentation: bool = False) -> Callable[[Path, str], None]:
+    def check(checkout: Path, output: str) -> None:
+        root = checkout / ("filled" if name.startswith("filled") else "synthetic")
+        report = json.loads((root / f"{name.split('/')[-1]}.report.json").read_text())
+        assert {"quality", "detection_auc", "tstr_accuracy"} <= set(report["scores"])
+        if augmentation:
+            arms = json.loads((root / f"{name.split('/')[-1]}.augmentation.json").read_text())["arms"]
+            assert set(arms) == {
+                "real",
+                "real+synthetic",
+                "real+oversample",
+                "real+class_weights",
+                "real+smote",
+            }
+
+    return check
 
 
 def _benchmark_written(checkout: Path, output: str) -> None:
@@ -289,8 +340,15 @@ CASES: dict[str, Case] = {
         budget=[*train_budget("model=dcgan"), "trainer.check_val_every_n_epoch=1"], check=_status_ok
     ),
     # Gap filling and inpainting
-    "python -m src.train model=cvae data=mnist 'data.subset.per_class={3:20,5:20,8:20}'": Case(
-        budget=train_budget, check=_status_ok
+    "python -m src.train experiment=fill_rare 'data.subset.per_class={3:20,5:20,8:20}'": Case(
+        # The preset scores and checkpoints every 5 epochs; the one-epoch budget does so at its epoch.
+        budget=[
+            *TRAIN_BUDGET,
+            "metrics.every_n_epochs=1",
+            "callbacks.model_checkpoint.every_n_epochs=1",
+            "callbacks.samples.every_n_epochs=1",
+        ],
+        check=_status_ok
     ),
     "python -m src.generate ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt fill=balance out_dir=filled/mnist_rare": Case(
         before=_remove("filled/mnist_rare"), check=_filled
@@ -314,6 +372,31 @@ CASES: dict[str, Case] = {
     "python -m src.inpaint ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt mask=pixels mask_fraction=0.5 split=test out_dir=inpainted/mnist_pixels": Case(
         budget=["n=16", "steps=2"], before=_remove("inpainted/mnist_pixels"), check=_status_ok
     ),
+    # Tables
+    "python -m src.train model=tvae data=breast_cancer": Case(budget=TABLE_BUDGET, check=_status_ok),
+    "python -m src.train model=ctgan data=doctor_aus": Case(budget=TABLE_BUDGET, check=_status_ok),
+    "python -m src.train model=gaussian_copula data=doctor_aus": Case(budget=TABLE_BUDGET, check=_status_ok),
+    "python -m src.train model=ctgan data=table data.path=/path/to/table.csv data.target=label": Case(
+        budget=TABLE_BUDGET, check=_status_ok
+    ),
+    "python -m src.generate ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt n=5000 out_dir=synthetic/doctor_aus": Case(
+        budget=["n=200"], before=_remove("synthetic/doctor_aus"), check=_table_exported
+    ),
+    "python -m src.verify_dataset synthetic/doctor_aus": Case(),
+    "python -m src.evaluate_dataset synthetic=synthetic/doctor_aus data=doctor_aus": Case(
+        check=_table_report_written("synthetic/doctor_aus")
+    ),
+    "python -m src.audit export_dir=synthetic/doctor_aus": Case(budget=["n=64"], check=_status_ok),
+    "python -m src.generate ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt fill=balance out_dir=filled/doctor_aus": Case(
+        before=_remove("filled/doctor_aus"), check=_table_filled
+    ),
+    "python -m src.evaluate_dataset synthetic=filled/doctor_aus data=doctor_aus augmentation.enabled=true": Case(
+        budget=["augmentation.seeds=[0]"], check=_table_report_written("filled/doctor_aus", augmentation=True)
+    ),
+    "python -m src.train model=tvae data=breast_cancer privacy=dp privacy.target_epsilon=10": Case(
+        budget=TABLE_BUDGET, check=_status_ok
+    ),
+    "python -m src.train model=ctgan data=adult": Case("error"),
     # Sweeps
     "python -m src.train -m model.beta=0.5,1,2 model.latent_dim=8,16": Case(
         budget=train_budget, check=_sweep_jobs(6), cwd_elsewhere=True
@@ -383,6 +466,7 @@ def _tracked_files() -> list[str]:
 BASE_RUNS = {
     "vae": "python -m src.train model=vae data=mnist",
     "cvae": "python -m src.train model=cvae export.enabled=true export.n=10000",
+    "ctgan_doctor_aus": "python -m src.train model=ctgan data=doctor_aus",
 }
 
 
@@ -390,6 +474,7 @@ BASE_RUNS = {
 class Checkout:
     root: Path
     images: Path
+    table: Path
     runs: dict[str, Path] = field(default_factory=dict)
     outputs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
 
@@ -411,15 +496,20 @@ class Checkout:
 
     def fill(self, command: str) -> str:
         """The README's placeholders, filled with what exists in this checkout."""
-        command = command.replace("/path/to/images", str(self.images))
+        command = command.replace("/path/to/images", str(self.images)).replace(
+            "/path/to/table.csv", str(self.table)
+        )
         if "logs/train/multiruns/<timestamp>" in command:
             command = command.replace(
                 "logs/train/multiruns/<timestamp>", str(_seed_sweep(self.root).relative_to(self.root))
             )
         if not any(mark in command for mark in ("<run>", ".../", "<dir>", "mnist_cvae")):
             return command
-        # Gap filling and inpainting start from the README's rare-class run, exports from the cVAE.
-        if "src.inpaint" in command or "fill=" in command or "mnist_rare" in command:
+        # Tables start from the README's CTGAN run, gap filling and inpainting from the README's
+        # rare-class run, exports from the cVAE.
+        if "doctor_aus" in command:
+            run = self.base_run("ctgan_doctor_aus").relative_to(self.root)
+        elif "src.inpaint" in command or "fill=" in command or "mnist_rare" in command:
             run = _latest_run_with(self.root, "data.subset").relative_to(self.root)
         elif "src.generate" in command or "src.eval " in command or "mnist_cvae" in command:
             run = self.base_run("cvae").relative_to(self.root)
@@ -469,7 +559,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Checkout:
     make_cifar10(root / "data")
     make_idx_dataset(root / "data", "FashionMNIST", n_train=600)
     images = make_image_folder(tmp_path_factory.mktemp("my_images"), per_class=100)
-    return Checkout(root, images)
+    return Checkout(root, images, make_table_csv(tmp_path_factory.mktemp("my_table") / "table.csv"))
 
 
 def _budget(case: Case, command: str) -> list[str]:
@@ -495,10 +585,12 @@ RUNNABLE = [c for c in readme_commands(README.read_text()) if c in CASES and CAS
 # them side by side: the commands that need the README's trained runs, exports and fills
 # (tests/test_readme_runs.py), and all the others (here). Within a half, README order is kept.
 NEEDS_RUNS = ("<run>", ".../", "<dir>", "mnist_cvae", "mnist_rare", "data.subset", "src.inpaint", "src.audit")
+# The table commands run in the same half too: they need its CTGAN run, and the half has the room.
+TABLE_MARKS = ("data=breast_cancer", "data=doctor_aus", "data=table", "data=adult", "doctor_aus")
 
 
 def needs_runs(command: str) -> bool:
-    return command in BASE_RUNS.values() or any(mark in command for mark in NEEDS_RUNS)
+    return command in BASE_RUNS.values() or any(mark in command for mark in NEEDS_RUNS + TABLE_MARKS)
 
 
 def run_readme_command(checkout: Checkout, command: str, tmp_path: Path) -> None:
