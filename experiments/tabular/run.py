@@ -115,10 +115,15 @@ def fill_row(run: dict[str, Any], log_dir: Path) -> dict[str, Any]:
         [*base, "src.evaluate_dataset", f"synthetic={out_dir}", f"data={run['table']}", "augmentation.enabled=true",
          f"paths.log_dir={log_dir}"],
     ):  # fmt: skip
-        with open(log_dir / f"{out_dir.name}.log", "a") as handle:
+        log = log_dir / f"{out_dir.name}.log"
+        with open(log, "a") as handle:
             proc = subprocess.run(command, cwd=ROOT, env=ENV, stdout=handle, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed; log: {log_dir / f'{out_dir.name}.log'}")
+            # A fill that cannot be made (a class the model never draws) is a result, not a crash.
+            errors = [line for line in log.read_text().splitlines() if line.startswith("Error: ")]
+            if not errors:
+                raise RuntimeError(f"{' '.join(command)} failed; log: {log}")
+            return {"model": run["model"], "seed": run["seed"], "failed": errors[-1]}
     report = json.loads((out_dir.parent / f"{out_dir.name}.augmentation.json").read_text())
     arms = report["arms"]
     return {
@@ -186,12 +191,16 @@ def targets(
                 mean(t, model, "genlab", "test/trtr_accuracy"),
             )
             out.append([f"{t}: {model} TSTR accuracy >= 0.9 x train-on-real", f"{tstr:.3f} vs 0.9 x {trtr:.3f} = {0.9 * trtr:.3f}", "met" if tstr >= 0.9 * trtr else "not met"])  # fmt: skip
-    if fills:
+    done = [f for f in fills if "failed" not in f]
+    for f in fills:
+        if "failed" in f:
+            out.append([f"{FILL_TABLE}: {f['model']} seed {f['seed']} fills the rare classes", f["failed"], "could not fill"])  # fmt: skip
+    if done:
         best = max(
-            statistics.mean(f["real+synthetic/rare_recall"] for f in fills if f["model"] == m)
-            for m in {f["model"] for f in fills}
+            statistics.mean(f["real+synthetic/rare_recall"] for f in done if f["model"] == m)
+            for m in {f["model"] for f in done}
         )
-        smote = statistics.mean(f["real+smote/rare_recall"] for f in fills)
+        smote = statistics.mean(f["real+smote/rare_recall"] for f in done)
         out.append([f"{FILL_TABLE}: rare-class recall of real + fill >= real + SMOTE", f"best model {best:.3f} vs SMOTE {smote:.3f}", "met" if best >= smote else "not met"])  # fmt: skip
     return out
 
@@ -285,6 +294,7 @@ def main() -> None:
         fill_rows = [
             [f["model"], f["seed"], *(f"{f.get(f'{a}/rare_recall', float('nan')):.3f}" for a in arms)]
             for f in fills
+            if "failed" not in f
         ]
         lines += ["## Fill of doctor_aus (rare-class recall of the classifier per arm)", "", markdown_table(["model", "seed", *arms], fill_rows), ""]  # fmt: skip
     (args.out / "results.md").write_text("\n".join(lines))
