@@ -348,7 +348,7 @@ CASES: dict[str, Case] = {
             "callbacks.model_checkpoint.every_n_epochs=1",
             "callbacks.samples.every_n_epochs=1",
         ],
-        check=_status_ok
+        check=_status_ok,
     ),
     "python -m src.generate ckpt_path=logs/train/runs/<run>/checkpoints/best.ckpt fill=balance out_dir=filled/mnist_rare": Case(
         before=_remove("filled/mnist_rare"), check=_filled
