@@ -98,7 +98,7 @@ def audit(cfg: DictConfig) -> TaskResult:
     else:
         root = Path(cfg.export_dir).expanduser()
         table = is_table_export(root)
-        exported = read_table_export(root) if table else read_export(root)
+        exported = read_table_export(root, "export_dir") if table else read_export(root, "export_dir")
         run_cfg = OmegaConf.create(exported.manifest.get("config") or {})
         if "data" not in run_cfg:
             raise UserError(

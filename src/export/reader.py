@@ -38,13 +38,13 @@ class ExportedDataset:
         return self.manifest.get("label_source") in ("conditional", "pseudo")
 
 
-def read_export(root: Path) -> ExportedDataset:
+def read_export(root: Path, option: str = "synthetic") -> ExportedDataset:
     """Verifies ``root`` against its checksums, then loads it; a broken export is a :class:`UserError`."""
     root = Path(root)
-    _check_export(root)
+    _check_export(root, option)
     manifest = json.loads((root / MANIFEST).read_text())
     if manifest.get("kind") == "table":
-        raise UserError(f"synthetic={root} is a table export: this command reads image exports.")
+        raise UserError(f"{option}={root} is a table export: this command reads image exports.")
     sources = None
     if (root / ARRAYS).is_file():
         with np.load(root / ARRAYS) as arrays:
@@ -88,12 +88,12 @@ def is_table_export(root: Path) -> bool:
         return False
 
 
-def read_table_export(root: Path) -> ExportedTable:
+def read_table_export(root: Path, option: str = "synthetic") -> ExportedTable:
     """Verifies a table export, then loads ``data.parquet`` (the dtypes kept); a broken one is a :class:`UserError`."""
     import pandas as pd  # tables only
 
     root = Path(root)
-    _check_export(root)
+    _check_export(root, option)
     manifest = json.loads((root / MANIFEST).read_text())
     frame = pd.read_parquet(root / "data.parquet")
     sources = None
@@ -102,14 +102,15 @@ def read_table_export(root: Path) -> ExportedTable:
     return ExportedTable(frame, manifest, sources)
 
 
-def _check_export(root: Path) -> None:
+def _check_export(root: Path, option: str) -> None:
+    """``option``: the command's key that named ``root`` (``synthetic``, ``export_dir``), for the message."""
     if not root.is_dir():
-        raise UserError(f"synthetic={root} is not a directory: pass the out_dir of `src.generate`.")
+        raise UserError(f"{option}={root} is not a directory: pass the out_dir of `src.generate`.")
     problems = verify_dataset(root)
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         raise UserError(
-            f"synthetic={root} fails verification ({shown}): export it again or restore the files."
+            f"{option}={root} fails verification ({shown}): export it again or restore the files."
         )
 
 
