@@ -88,6 +88,7 @@ def test_export_writes_the_tables_columns_and_dtypes_and_verifies(table, tmp_pat
 
 def test_hugging_face_datasets_load_both_files(table, tmp_path: Path) -> None:
     import datasets  # a development dependency (pyproject [dev]): a missing install fails, never skips
+
     _, schema, train, _ = table
     path, _ = export_table(RowSampler(*train), schema, _options(tmp_path / "hf", n=50), {}, train_split=train)
     for builder, name in (("csv", "data.csv"), ("parquet", "data.parquet")):
