@@ -3,6 +3,7 @@
     python -m experiments.gan_augment.run                       # the study: 5 models x 3 settings x 3 seeds
     python -m experiments.gan_augment.run --max-time 120 --seeds 1 --val-every 2   # ~25 min on 2 cores
     python -m experiments.gan_augment.run --smoke               # a few minutes: the pipeline, tiny budget
+    python -m experiments.gan_augment.run --merge DIR DIR --out DIR   # pool finished runs into one table
 
 Each job is ``python -m src.train`` with the GAN study's preset for the model
 (``experiment=gan_losses_mnist*``: batch 64, domain metrics, validation every 10 epochs selecting
@@ -171,6 +172,57 @@ def tables(summary: dict, settings: list[str]) -> str:
     )
 
 
+def write_results(out: Path, results: dict[str, Any], settings: list[str], header: str) -> None:
+    """``results.json`` and ``results.md`` (the header, then the tables) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = header + tables(results["summary"], settings)
+    (out / "results.md").write_text(text)
+    print(text)
+
+
+def merge(sources: list[Path], out: Path) -> None:
+    """One table from several finished full-budget runs of this script (e.g. one model per run).
+
+    Every source keeps its own protocol, wall time and machine under ``sources``; the runs are
+    pooled and summarised again. Refuses sources of different budgets or smoke runs, whose numbers
+    are not comparable.
+    """
+    loaded = [json.loads((source / "results.json").read_text()) for source in sources]
+    budgets = {r["protocol"]["max_time"] for r in loaded}
+    if len(budgets) > 1 or not all(r["protocol"]["full_budget"] for r in loaded):
+        raise SystemExit(f"Error: --merge needs full-budget runs of one budget; got {sorted(budgets)}")
+    runs = [run for r in loaded for run in r["runs"]]
+    settings = [s for s in SETTINGS if any(run["setting"] == s for run in runs)]
+    seeds = sorted({run["seed"] for run in runs})
+    results = {
+        "machine": loaded[0]["machine"],
+        "protocol": {**loaded[0]["protocol"], "models": {}, "settings": settings, "seeds": seeds},
+        "sources": [
+            {"path": str(source), "protocol": r["protocol"], "wall_seconds": r["wall_seconds"]}
+            for source, r in zip(sources, loaded)
+        ],
+        "wall_seconds": sum(r["wall_seconds"] for r in loaded),
+        "job_seconds_mean": statistics.fmean(run["wall_seconds"] for run in runs),
+        "summary": summarise(runs),
+        "runs": runs,
+    }
+    for r in loaded:
+        results["protocol"]["models"].update(r["protocol"]["models"])
+    header = (
+        f"Budget `trainer.max_time={budgets.pop()}` per run, seeds {', '.join(map(str, seeds))}; "
+        f"merged from {len(sources)} runs of this script (each under `sources` in results.json: "
+        + "; ".join(
+            f"{', '.join(r['protocol']['models'])}: {r['protocol']['parallel']} job(s) at a time, "
+            f"{r['wall_seconds'] / 60:.1f} min"
+            for r in loaded
+        )
+        + f"); {results['machine']}; jobs {results['job_seconds_mean'] / 60:.1f} min on average.\n\n"
+    )
+    write_results(out, results, settings, header)
+    print(f"merged {len(runs)} runs into {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -191,8 +243,14 @@ def main() -> None:
     )
     parser.add_argument("--log-dir", type=Path, default=None, help="where the runs go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=None, help="where the results go")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", help="pool finished results folders into --out; trains nothing"
+    )
     parser.add_argument("overrides", nargs="*", help="extra overrides for every job")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out or HERE)
+        return
     args.seeds = args.seeds or ([1] if args.smoke else list(SEEDS))
     if args.smoke:
         args.max_time, args.val_every = min(args.max_time, 20), 1
@@ -234,17 +292,13 @@ def main() -> None:
         "summary": summary,
         "runs": runs,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     header = (
         f"Budget `trainer.max_time={max_time(args.max_time)}` per run, seeds {', '.join(map(str, args.seeds))}, "
         f"validation every {args.val_every} epochs, ada_kimg {args.ada_kimg:g}; {machine_description()}; "
         f"study wall time {wall / 60:.1f} min (jobs {results['job_seconds_mean'] / 60:.1f} min on average)"
         f"{'; SMOKE RUN, not results' if args.smoke or not full else ''}.\n\n"
     )
-    text = header + tables(summary, args.settings)
-    (out / "results.md").write_text(text)
-    print(text)
+    write_results(out, results, args.settings, header)
     print(f"wall time {wall / 60:.1f} min; results in {out}")
 
 
