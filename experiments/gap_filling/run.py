@@ -541,6 +541,36 @@ def section_b(result: dict[str, Any] | None) -> str:
     return text
 
 
+# Issue 29 (c): on 14x14 centre holes, the model's point estimate must beat the nearest-neighbour fill
+# in PSNR and recover this share of the classifier accuracy the hole destroyed.
+RECOVERED_TARGET = 0.6
+FILLS = ("model", "model_single_draw", "mean_fill", "nearest_neighbour_fill")
+
+
+def _fill_name(block: dict[str, Any], fill: str) -> str:
+    k = block.get("k")
+    if fill == "model":
+        return f"{block['method']}: mean of {k} draws" if k else block["method"]
+    return f"{block['method']}: one draw" if fill == "model_single_draw" else fill
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def target_c(block: dict[str, Any]) -> dict[str, Any]:
+    """Target (c) on one mask: the model's point estimate (the mean of its k draws) against the
+    nearest-neighbour fill in PSNR, and the share of the destroyed accuracy its fills recover."""
+    scores = block["scores"]
+    recovered = scores.get("classifier_accuracy", {}).get("model_recovered")
+    return {
+        "psnr": (scores["model"]["psnr"], scores["nearest_neighbour_fill"]["psnr"]),
+        "psnr_met": scores["model"]["psnr"] > scores["nearest_neighbour_fill"]["psnr"],
+        "recovered": recovered,
+        "recovered_met": None if recovered is None else recovered >= RECOVERED_TARGET,
+    }
+
+
 def section_c(result: dict[str, Any] | None) -> str:
     head = "## (c) Missing pixels\n\n"
     if not result:
@@ -550,11 +580,11 @@ def section_c(result: dict[str, Any] | None) -> str:
         for mask, block in entry["masks"].items():
             scores = block["scores"]
             acc = scores.get("classifier_accuracy", {})
-            for method in ("model", "mean_fill", "nearest_neighbour_fill"):
+            for fill in (f for f in FILLS if f in scores):
                 rows.append(
-                    [name, mask, f"{block['method']}" if method == "model" else method, scores[method]["psnr"],
-                     scores[method]["mse"], scores[method].get("ssim"), acc.get("original"), acc.get("masked"),
-                     acc.get(method), acc.get(f"{method}_recovered")]
+                    [name, mask, _fill_name(block, fill), f"{scores[fill]['psnr']:.2f}", f"{scores[fill]['mse']:.4f}",
+                     f"{scores[fill]['ssim']:.3f}" if scores[fill].get("ssim") is not None else "",
+                     _fmt(acc.get(fill), ".3f"), _fmt(acc.get(f"{fill}_recovered"), ".0%")]
                 )  # fmt: skip
             figures.append(
                 f"![{name} {mask}]({block['figure']})  \n{name}, {mask}: rows "
@@ -564,34 +594,27 @@ def section_c(result: dict[str, Any] | None) -> str:
                 )
             )
             if mask == "center":
-                best = scores["model"]["psnr"] > max(
-                    scores["mean_fill"]["psnr"], scores["nearest_neighbour_fill"]["psnr"]
-                )
-                recovered = acc.get("model_recovered")
+                t = target_c(block)
+                recovered = "n/a" if t["recovered"] is None else f"{t['recovered']:.0%}"
                 targets.append(
-                    f"{name}, centre: PSNR above both baselines **{_status(best)}**; accuracy recovered >= 80 %: "
-                    f"**{_status(None if recovered is None else recovered >= 0.8)}**"
+                    f"{name}, centre: PSNR of the mean of the draws {t['psnr'][0]:.2f} dB against the nearest "
+                    f"neighbour's {t['psnr'][1]:.2f} dB, beats it: **{_status(t['psnr_met'])}**; accuracy "
+                    f"recovered {recovered} "
+                    f"(target >= {RECOVERED_TARGET:.0%}): **{_status(t['recovered_met'])}**"
                 )
     table = markdown_table(
-        [
-            "model",
-            "mask",
-            "fill",
-            "PSNR (holes)",
-            "MSE (holes)",
-            "SSIM",
-            "acc. original",
-            "acc. masked",
-            "acc. filled",
-            "recovered",
-        ],
-        rows,
+        ["model", "mask", "fill", "PSNR (holes)", "MSE (holes)", "SSIM", "acc. filled", "recovered"], rows
     )
-    n = next(iter(next(iter(result["models"].values()))["masks"].values())).get("n")
+    first = next(iter(next(iter(result["models"].values()))["masks"].values()))
+    acc = first["scores"].get("classifier_accuracy", {})
     return (
         head
-        + f"Test split ({n} images), masks seeded (seed 0). "
-        + "\n\n"
+        + f"Test split ({first.get('n')} images), masks seeded (seed 0); PSNR, MSE and SSIM on the missing "
+        + "pixels only. The model's point estimate is the mean of its k draws (the posterior mean "
+        + "minimises squared error; one draw is penalised by construction and shown apart). "
+        + "*recovered*: (filled accuracy - masked accuracy) / (original - masked), the domain "
+        + f"classifier's accuracy being {acc.get('original', float('nan')):.3f} on the originals and "
+        + "falls with the mask (per mask in `results.json`).\n\n"
         + table
         + "\n"
         + "\n".join(f"- {t}" for t in targets)
