@@ -368,3 +368,15 @@ def test_an_mlp_gan_on_images_is_augmented_like_a_convolutional_one(make_cfg) ->
     x = (torch.rand(4, 1, 28, 28) * 2 - 1).requires_grad_(True)
     gan.discriminator(gan.augmenter(x, _seeded(0))).sum().backward()
     assert (x.grad.flatten(1).abs().sum(1) > 0).all()
+
+
+def test_gan_mlp_as_typed_is_diffaugmented_on_images_and_not_on_points(make_cfg) -> None:
+    """``model=gan_mlp`` defaults to ``augment=auto``: the study's better setting (DiffAugment) on
+    images; on 2-D points, where no augmentation applies, none (an explicit setting still stops)."""
+    tiny = ["model.mlp_width=16", "model.mlp_depth=2"]
+    on_images = build(make_cfg("train", ["model=gan_mlp", *tiny, *BUNDLED_MNIST]).model)
+    assert isinstance(on_images.augmenter, DiffAugment)
+    on_points = build(make_cfg("train", ["model=gan_mlp", *tiny, "data=ring8"]).model)
+    assert on_points.augmenter is None
+    dcgan = build(make_cfg("train", ["model=dcgan", *BUNDLED_MNIST]).model)
+    assert dcgan.augmenter is None

@@ -69,7 +69,10 @@ from torch import Tensor, nn
 
 from src.utils.errors import UserError
 
-AugmentKind = Literal["none", "diffaugment", "ada"]
+AugmentKind = Literal["none", "diffaugment", "ada", "auto"]
+# ``auto``: DiffAugment on images, nothing on 2-D points (where no augmentation applies). The default
+# of the models whose GAN-augmentation study found DiffAugment better beyond the seed spread.
+AUTO_ON_IMAGES = "diffaugment"
 
 
 # ---------------------------------------------------------------------------- DiffAugment's operations
@@ -370,7 +373,10 @@ def build_augment(
     ada_xflip: bool = False,
     ada_rotate: bool = False,
 ) -> DiffAugment | AdaptiveAugment | None:
-    """The augmentation of ``model.augment`` (``None`` for ``none``); refuses point data."""
+    """The augmentation of ``model.augment`` (``None`` for ``none``, and for ``auto`` on points);
+    refuses point data for any other setting."""
+    if kind == "auto":
+        kind = AUTO_ON_IMAGES if data_kind == "image" and channels is not None else "none"
     if kind == "none":
         return None
     if data_kind != "image" or channels is None:

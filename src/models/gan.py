@@ -45,6 +45,7 @@ Gradient clipping
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -61,6 +62,8 @@ from src.models.networks.gan import GanArch, GanNetworkSpec, build_gan_networks
 from src.models.networks.layers import Norm
 from src.utils.errors import UserError
 from src.utils.types import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+log = logging.getLogger(__name__)
 
 
 class GanModule(AdversarialTraining, GenerativeModule):
@@ -180,6 +183,10 @@ class GanModule(AdversarialTraining, GenerativeModule):
             ada_xflip=ada_xflip,
             ada_rotate=ada_rotate,
         )
+        if augment == "auto":
+            log.info(
+                f"model.augment=auto: {'diffaugment' if self.augmenter is not None else 'none (2-D points)'}"
+            )
 
     def _check_combination(
         self, loss: GanLoss, penalties: list[Any], g_norm: Norm, d_norm: Norm, spectral_norm: bool
