@@ -135,7 +135,7 @@ Samples of each tested checkpoint (64, seed 0; class-conditional models: classes
 
 {figures}
 
-Run on {results["date"]}. This VM's speed varies from day to day (by up to ~3x for the same
+Last run on {results["date"]} (each row's day: above). This VM's speed varies from day to day (by up to ~3x for the same
 benchmark), so the wall times hold for that day; the generator updates and scores do not depend on it.
 """
 
